@@ -1,0 +1,627 @@
+//! The sans-I/O connection: bytes in, events and bytes out.
+
+use std::fmt;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::close::{encode_close_payload, parse_close_payload, truncate_reason};
+use crate::error::{ProtocolError, SendError};
+use crate::extension::Extension;
+use crate::frame::{self, decode_header, encode_header, Decoded, FrameHeader, OpCode};
+use crate::mask::apply_mask;
+use crate::utf8::Utf8Validator;
+use crate::{CloseCode, CloseFrame, Message, Utf8Bytes};
+
+/// Which end of the connection this is. It decides the masking rules: a
+/// client masks every frame it sends and refuses masked frames; a server
+/// requires masked frames and never masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The end that sent the upgrade request.
+    Client,
+    /// The end that accepted it.
+    Server,
+}
+
+/// The connection's state (RFC 6455 §4, §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// A Close frame was sent or received (or the connection failed); the
+    /// transport is about to close.
+    Closing,
+    /// The transport reported end of stream.
+    Closed,
+}
+
+/// Limits and behaviour of a [`Connection`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest message accepted, after reassembly (and decompression), in
+    /// bytes. Larger messages fail the connection with 1009. Default 64 MiB.
+    pub max_message_size: usize,
+    /// Largest single frame payload accepted, in bytes; checked from the
+    /// header before any of the payload is buffered. Default 16 MiB.
+    pub max_frame_size: usize,
+    /// Answer pings with pongs automatically. Default `true`.
+    pub auto_pong: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_message_size: 64 << 20,
+            max_frame_size: 16 << 20,
+            auto_pong: true,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`max_message_size`](Self::max_message_size).
+    pub fn max_message_size(mut self, n: usize) -> Self {
+        self.max_message_size = n;
+        self
+    }
+
+    /// Sets [`max_frame_size`](Self::max_frame_size).
+    pub fn max_frame_size(mut self, n: usize) -> Self {
+        self.max_frame_size = n;
+        self
+    }
+
+    /// Sets [`auto_pong`](Self::auto_pong).
+    pub fn auto_pong(mut self, on: bool) -> Self {
+        self.auto_pong = on;
+        self
+    }
+}
+
+/// What the peer sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A complete data message.
+    Message(Message),
+    /// A Ping; with [`Config::auto_pong`] the Pong is already queued.
+    Ping(Bytes),
+    /// A Pong.
+    Pong(Bytes),
+    /// A Close frame (`None` when it had no payload). If we had not sent a
+    /// Close yet, the echo is already queued.
+    Close(Option<CloseFrame>),
+}
+
+/// A message being received in fragments.
+struct Partial {
+    opcode: OpCode,
+    /// RSV bits of the first frame (extension-encoded message when non-zero).
+    rsv: u8,
+    buf: BytesMut,
+    utf8: Utf8Validator,
+}
+
+/// One WebSocket connection, without I/O.
+///
+/// Feed it what the transport reads ([`receive_data`](Self::receive_data)
+/// or [`read_buf`](Self::read_buf), then [`receive_eof`](Self::receive_eof)
+/// at end of stream), take [`next_event`](Self::next_event) until it gives
+/// `None`, and write out [`data_to_send`](Self::data_to_send). Application
+/// actions ([`send_text`](Self::send_text), [`ping`](Self::ping),
+/// [`close`](Self::close), ...) queue bytes to send. When
+/// [`close_expected`](Self::close_expected) is true, the transport should be
+/// closed once the output is flushed (the server first, RFC 6455 §7.1.1).
+///
+/// Frames are parsed lazily, one per `next_event` call, so memory stays
+/// bounded by what the application consumes.
+///
+/// ```
+/// use silverback_proto::{Connection, Event, Message, Role};
+/// let mut server = Connection::new(Role::Server);
+/// // A masked text frame "Hello" from a client (RFC 6455 §5.7).
+/// server.receive_data(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+/// assert_eq!(server.next_event().unwrap(), Some(Event::Message(Message::text("Hello"))));
+/// server.send_text("Hello").unwrap();
+/// assert_eq!(server.data_to_send(), [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+/// ```
+pub struct Connection {
+    role: Role,
+    config: Config,
+    state: State,
+    input: BytesMut,
+    output: BytesMut,
+    partial: Option<Partial>,
+    /// Opcode of the fragmented message being sent, if any.
+    sending_fragmented: Option<OpCode>,
+    close_sent: Option<Option<CloseFrame>>,
+    close_received: Option<Option<CloseFrame>>,
+    failure: Option<ProtocolError>,
+    eof: bool,
+    extension: Option<Box<dyn Extension>>,
+    fixed_mask: Option<[u8; 4]>,
+    /// Bytes known to be missing before the next frame can be parsed.
+    needed: usize,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("buffered_in", &self.input.len())
+            .field("buffered_out", &self.output.len())
+            .field("close_sent", &self.close_sent)
+            .field("close_received", &self.close_received)
+            .field("failure", &self.failure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A connection in the `Open` state with default limits.
+    pub fn new(role: Role) -> Self {
+        Self::with_config(role, Config::default())
+    }
+
+    /// A connection in the `Open` state with `config`.
+    pub fn with_config(role: Role, config: Config) -> Self {
+        Self {
+            role,
+            config,
+            state: State::Open,
+            input: BytesMut::new(),
+            output: BytesMut::new(),
+            partial: None,
+            sending_fragmented: None,
+            close_sent: None,
+            close_received: None,
+            failure: None,
+            eof: false,
+            extension: None,
+            fixed_mask: None,
+            needed: 2,
+        }
+    }
+
+    /// Installs the extension negotiated in the handshake.
+    pub fn set_extension(&mut self, ext: Box<dyn Extension>) {
+        self.extension = Some(ext);
+    }
+
+    /// Uses `key` to mask every frame instead of a fresh random key.
+    /// For byte-exact tests only: a real client must use random keys.
+    #[doc(hidden)]
+    pub fn set_fixed_mask_key(&mut self, key: [u8; 4]) {
+        self.fixed_mask = Some(key);
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    // ----- input -------------------------------------------------------
+
+    /// Appends bytes read from the transport.
+    pub fn receive_data(&mut self, data: &[u8]) {
+        self.input.extend_from_slice(data);
+    }
+
+    /// The input buffer, to read into directly (no copy). Bytes appended to
+    /// it are treated like [`receive_data`](Self::receive_data).
+    pub fn read_buf(&mut self) -> &mut BytesMut {
+        &mut self.input
+    }
+
+    /// Bytes received but not yet parsed into events.
+    pub fn buffered_input(&self) -> usize {
+        self.input.len()
+    }
+
+    /// A lower bound on the bytes still missing before the next frame is
+    /// complete (useful to size reads).
+    pub fn bytes_needed(&self) -> usize {
+        self.needed
+    }
+
+    /// Tells the connection the transport reached end of stream. Events
+    /// already buffered can still be taken; the state becomes `Closed`.
+    pub fn receive_eof(&mut self) {
+        self.eof = true;
+        self.state = State::Closed;
+    }
+
+    /// Whether end of stream was seen.
+    pub fn eof_received(&self) -> bool {
+        self.eof
+    }
+
+    /// Parses the next event from buffered input.
+    ///
+    /// `Ok(None)` means more input is needed (or nothing more will be
+    /// parsed: after a Close frame was received or the connection failed).
+    /// On a protocol error, a Close frame with the matching code is queued
+    /// (unless one was already sent), the connection stops parsing, and
+    /// [`close_expected`](Self::close_expected) becomes true.
+    pub fn next_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        loop {
+            if self.failure.is_some() || self.close_received.is_some() {
+                return Ok(None);
+            }
+            let (header, header_len) = match decode_header(&self.input) {
+                Ok(Decoded::Header(h, n)) => (h, n),
+                Ok(Decoded::Incomplete(n)) => {
+                    self.needed = n;
+                    return Ok(None);
+                }
+                Err(e) => return Err(self.fail(e.into())),
+            };
+            if let Err(e) = self.check_header(&header) {
+                return Err(self.fail(e));
+            }
+            // Checked against max_frame_size (a usize) above.
+            let payload_len = header.payload_len as usize;
+            let total = header_len + payload_len;
+            if self.input.len() < total {
+                self.needed = total - self.input.len();
+                self.input.reserve(self.needed);
+                return Ok(None);
+            }
+            self.needed = 2;
+            self.input.advance(header_len);
+            let mut payload = self.input.split_to(payload_len);
+            if let Some(key) = header.mask {
+                apply_mask(&mut payload, key);
+            }
+            match self.handle_frame(header, payload) {
+                Ok(Some(ev)) => return Ok(Some(ev)),
+                Ok(None) => continue,
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+    }
+
+    fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        let allowed = match (h.opcode, &self.extension) {
+            (OpCode::Text | OpCode::Binary, Some(ext)) => ext.rsv_bits(),
+            _ => 0,
+        };
+        if h.rsv & !allowed != 0 {
+            return Err(ProtocolError::ReservedBits(h.rsv));
+        }
+        match (h.opcode, &self.partial) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            _ => {}
+        }
+        if h.payload_len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooLarge {
+                len: h.payload_len,
+                max: self.config.max_frame_size,
+            });
+        }
+        if !h.opcode.is_control() {
+            let so_far = self.partial.as_ref().map_or(0, |p| p.buf.len()) as u64;
+            if so_far + h.payload_len > self.config.max_message_size as u64 {
+                return Err(ProtocolError::MessageTooLarge {
+                    max: self.config.max_message_size,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_frame(&mut self, h: FrameHeader, payload: BytesMut) -> Result<Option<Event>, ProtocolError> {
+        match h.opcode {
+            OpCode::Ping => {
+                let payload = payload.freeze();
+                if self.config.auto_pong && self.state == State::Open && self.close_sent.is_none() {
+                    self.write_frame(OpCode::Pong, true, 0, &payload);
+                }
+                Ok(Some(Event::Ping(payload)))
+            }
+            OpCode::Pong => Ok(Some(Event::Pong(payload.freeze()))),
+            OpCode::Close => {
+                let frame = parse_close_payload(payload.freeze())?;
+                if self.close_sent.is_none() {
+                    // Echo the code (1000 for an empty Close), RFC 6455 §5.5.1.
+                    let code = frame.as_ref().map_or(CloseCode::Normal, |f| f.code);
+                    let echo = CloseFrame::new(code, Utf8Bytes::new());
+                    let bytes = encode_close_payload(Some(&echo));
+                    self.write_frame(OpCode::Close, true, 0, &bytes);
+                    self.close_sent = Some(Some(echo));
+                }
+                self.close_received = Some(frame.clone());
+                if self.state == State::Open {
+                    self.state = State::Closing;
+                }
+                self.partial = None;
+                Ok(Some(Event::Close(frame)))
+            }
+            OpCode::Text | OpCode::Binary if h.fin && h.rsv == 0 => {
+                // The common case: a whole message in one frame, no copy.
+                let data = payload.freeze();
+                let msg = if h.opcode == OpCode::Text {
+                    Message::Text(Utf8Bytes::try_from(data).map_err(|_| ProtocolError::InvalidUtf8)?)
+                } else {
+                    Message::Binary(data)
+                };
+                Ok(Some(Event::Message(msg)))
+            }
+            OpCode::Text | OpCode::Binary => {
+                let mut p = Partial {
+                    opcode: h.opcode,
+                    rsv: h.rsv,
+                    buf: BytesMut::new(),
+                    utf8: Utf8Validator::new(),
+                };
+                self.append(&mut p, &payload, h.fin)?;
+                if h.fin {
+                    return self.finish(p).map(Some);
+                }
+                self.partial = Some(p);
+                Ok(None)
+            }
+            OpCode::Continuation => {
+                let Some(mut p) = self.partial.take() else {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                };
+                self.append(&mut p, &payload, h.fin)?;
+                if h.fin {
+                    return self.finish(p).map(Some);
+                }
+                self.partial = Some(p);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Adds one frame's payload to a message being assembled.
+    fn append(&mut self, p: &mut Partial, payload: &[u8], fin: bool) -> Result<(), ProtocolError> {
+        let start = p.buf.len();
+        if p.rsv != 0 {
+            let ext = self.extension.as_mut().ok_or(ProtocolError::ReservedBits(p.rsv))?;
+            ext.decode(p.rsv, payload, fin, &mut p.buf, self.config.max_message_size)
+                .map_err(ProtocolError::Extension)?;
+            if p.buf.len() > self.config.max_message_size {
+                return Err(ProtocolError::MessageTooLarge {
+                    max: self.config.max_message_size,
+                });
+            }
+        } else {
+            p.buf.extend_from_slice(payload);
+        }
+        if p.opcode == OpCode::Text {
+            p.utf8.feed(&p.buf[start..]).map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, mut p: Partial) -> Result<Event, ProtocolError> {
+        let data = p.buf.freeze();
+        let msg = if p.opcode == OpCode::Text {
+            p.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            Message::Text(Utf8Bytes::try_from(data).map_err(|_| ProtocolError::InvalidUtf8)?)
+        } else {
+            Message::Binary(data)
+        };
+        Ok(Event::Message(msg))
+    }
+
+    /// Fails the connection: queue a Close with the error's code (unless a
+    /// Close was already sent) and stop parsing.
+    fn fail(&mut self, err: ProtocolError) -> ProtocolError {
+        if self.close_sent.is_none() {
+            let frame = CloseFrame::new(err.close_code(), Utf8Bytes::from_static(err.reason()));
+            let bytes = encode_close_payload(Some(&frame));
+            self.write_frame(OpCode::Close, true, 0, &bytes);
+            self.close_sent = Some(Some(frame));
+        }
+        if self.state == State::Open {
+            self.state = State::Closing;
+        }
+        self.partial = None;
+        self.input.clear();
+        self.failure = Some(err.clone());
+        err
+    }
+
+    // ----- output ------------------------------------------------------
+
+    /// Bytes queued for the transport.
+    pub fn data_to_send(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// Marks the first `n` bytes of [`data_to_send`](Self::data_to_send) as
+    /// written.
+    pub fn advance_data_to_send(&mut self, n: usize) {
+        self.output.advance(n);
+    }
+
+    /// Takes all queued output at once.
+    pub fn take_data_to_send(&mut self) -> BytesMut {
+        self.output.split()
+    }
+
+    /// Whether output is queued.
+    pub fn has_data_to_send(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// Frees the input and output buffers' memory if they are empty (for
+    /// idle connections).
+    pub fn shrink_buffers(&mut self) {
+        if self.input.is_empty() {
+            self.input = BytesMut::new();
+        }
+        if self.output.is_empty() {
+            self.output = BytesMut::new();
+        }
+    }
+
+    fn check_can_send(&self) -> Result<(), SendError> {
+        if self.close_sent.is_some() || self.failure.is_some() {
+            Err(SendError::Closing)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sends a whole text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.send_message(OpCode::Text, text.as_bytes())
+    }
+
+    /// Sends a whole binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send_message(OpCode::Binary, data)
+    }
+
+    /// Sends a [`Message`].
+    pub fn send(&mut self, msg: &Message) -> Result<(), SendError> {
+        match msg {
+            Message::Text(t) => self.send_message(OpCode::Text, t.as_bytes()),
+            Message::Binary(b) => self.send_message(OpCode::Binary, b),
+        }
+    }
+
+    fn send_message(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        self.check_can_send()?;
+        if self.sending_fragmented.is_some() {
+            return Err(SendError::Fragmentation);
+        }
+        if let Some(ext) = self.extension.as_mut() {
+            let mut encoded = BytesMut::new();
+            if let Some(rsv) = ext.encode(opcode, payload, &mut encoded).map_err(SendError::Extension)? {
+                self.write_frame(opcode, true, rsv, &encoded);
+                return Ok(());
+            }
+        }
+        self.write_frame(opcode, true, 0, payload);
+        Ok(())
+    }
+
+    /// Sends one fragment of a message: the first with `Text` or `Binary`,
+    /// the following with `Continuation`, the last with `fin = true`.
+    /// Control frames may be sent between fragments. Fragments bypass
+    /// extensions.
+    pub fn send_fragment(&mut self, opcode: OpCode, payload: &[u8], fin: bool) -> Result<(), SendError> {
+        self.check_can_send()?;
+        match (opcode, self.sending_fragmented) {
+            (OpCode::Text | OpCode::Binary, None) => {}
+            (OpCode::Continuation, Some(_)) => {}
+            _ => return Err(SendError::Fragmentation),
+        }
+        self.sending_fragmented = if fin {
+            None
+        } else if opcode == OpCode::Continuation {
+            self.sending_fragmented
+        } else {
+            Some(opcode)
+        };
+        self.write_frame(opcode, fin, 0, payload);
+        Ok(())
+    }
+
+    /// Sends a Ping (payload at most 125 bytes).
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Sends an unsolicited Pong (payload at most 125 bytes).
+    pub fn pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        self.check_can_send()?;
+        if payload.len() > frame::MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong);
+        }
+        self.write_frame(opcode, true, 0, payload);
+        Ok(())
+    }
+
+    /// Starts the closing handshake: queues a Close frame with `code` and
+    /// `reason` (cut to 123 bytes on a character boundary).
+    /// [`CloseCode::NoStatusReceived`] sends a Close without payload.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.check_can_send()?;
+        let frame = if code == CloseCode::NoStatusReceived {
+            None
+        } else if code.is_sendable() {
+            Some(CloseFrame::new(code, truncate_reason(reason)))
+        } else {
+            return Err(SendError::InvalidCloseCode(code));
+        };
+        let bytes = encode_close_payload(frame.as_ref());
+        self.write_frame(OpCode::Close, true, 0, &bytes);
+        self.close_sent = Some(frame);
+        if self.state == State::Open {
+            self.state = State::Closing;
+        }
+        Ok(())
+    }
+
+    /// The Close frame sent, if any (`Some(None)`: sent without payload).
+    pub fn close_sent(&self) -> Option<&Option<CloseFrame>> {
+        self.close_sent.as_ref()
+    }
+
+    /// The Close frame received, if any (`Some(None)`: received without payload).
+    pub fn close_received(&self) -> Option<&Option<CloseFrame>> {
+        self.close_received.as_ref()
+    }
+
+    /// The protocol error that failed the connection, if any.
+    pub fn failure(&self) -> Option<&ProtocolError> {
+        self.failure.as_ref()
+    }
+
+    /// Whether the transport should be closed once the output is flushed:
+    /// the closing handshake is complete, or the connection failed. A
+    /// server closes at once; a client gives the server a moment to close
+    /// first (RFC 6455 §7.1.1).
+    pub fn close_expected(&self) -> bool {
+        self.failure.is_some() || (self.close_sent.is_some() && self.close_received.is_some())
+    }
+
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {
+        let mask = match self.role {
+            Role::Server => None,
+            Role::Client => Some(self.fixed_mask.unwrap_or_else(rand::random)),
+        };
+        let header = FrameHeader {
+            fin,
+            rsv,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        self.output
+            .reserve(frame::header_len(payload.len() as u64, mask.is_some()) + payload.len());
+        encode_header(&mut self.output, &header);
+        let start = self.output.len();
+        self.output.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut self.output[start..], key);
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The extension hook (RFC 6455 §9): where permessage-deflate plugs in.
+//!
+//! An [`Extension`] negotiated during the handshake is given to the
+//! [`Connection`](crate::Connection). It declares which RSV bits it uses;
+//! frames with other RSV bits set are still a protocol error (1002). On
+//! receive, each frame of a message whose first frame carries the
+//! extension's bits is passed through [`Extension::decode`] (streaming,
+//! with the message size limit, so a decompression bomb is stopped early);
+//! on send, each whole message goes through [`Extension::encode`].
+
+use std::fmt;
+
+use bytes::BytesMut;
+
+use crate::{CloseCode, OpCode};
+
+/// An error raised by an extension: the connection fails with `code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionError {
+    /// The close code to fail the connection with (1002, 1007, 1009, ...).
+    pub code: CloseCode,
+    /// A short reason, sent in the Close frame.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for ExtensionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "extension error ({}): {}", self.code, self.reason)
+    }
+}
+
+impl std::error::Error for ExtensionError {}
+
+/// A per-message transform negotiated in the handshake.
+pub trait Extension: Send + 'static {
+    /// The RSV bits (e.g. [`RSV1`](crate::frame::RSV1)) this extension may
+    /// set on the first frame of a data message.
+    fn rsv_bits(&self) -> u8;
+
+    /// Decodes one frame's payload of a message whose first frame carried
+    /// `rsv` (a non-zero subset of [`rsv_bits`](Self::rsv_bits)),
+    /// appending the result to `out`. `fin` marks the message's last frame.
+    /// `out` must not grow past `max_len` bytes: return an error with
+    /// [`CloseCode::MessageTooBig`] instead.
+    fn decode(
+        &mut self,
+        rsv: u8,
+        payload: &[u8],
+        fin: bool,
+        out: &mut BytesMut,
+        max_len: usize,
+    ) -> Result<(), ExtensionError>;
+
+    /// Encodes a whole message payload into `out` and returns the RSV bits
+    /// to set on its first frame. Returning `Ok(None)` sends `payload` as
+    /// it is, without RSV bits (e.g. when compression does not pay).
+    fn encode(&mut self, opcode: OpCode, payload: &[u8], out: &mut BytesMut) -> Result<Option<u8>, ExtensionError>;
+}
