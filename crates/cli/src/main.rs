@@ -1,1 +1,39 @@
-fn main() {}
+//! The `silverback` command: `serve` (echo server and demo page; the
+//! default), more to come (`connect`, `bench`).
+
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// WebSocket toolkit: an echo server with a demo page.
+#[derive(Debug, Parser)]
+#[command(name = "silverback", version, about)]
+struct Cli {
+    /// Log only warnings and errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the echo server (default): ws://127.0.0.1:8080/ws plus a demo page at /.
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let default_level = if cli.quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let command = cli.command.unwrap_or(Command::Serve(serve::ServeArgs::default()));
+    match command {
+        Command::Serve(args) => serve::run(args),
+    }
+}

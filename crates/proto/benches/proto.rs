@@ -32,7 +32,9 @@ fn masked_frames(count: usize, payload: &[u8], opcode: OpCode) -> Vec<u8> {
     let mut client = Connection::new(Role::Client);
     for _ in 0..count {
         match opcode {
-            OpCode::Text => client.send_text(std::str::from_utf8(payload).unwrap()).unwrap(),
+            OpCode::Text => client
+                .send_text(std::str::from_utf8(payload).unwrap())
+                .unwrap(),
             _ => client.send_binary(payload).unwrap(),
         }
     }
@@ -46,9 +48,17 @@ fn decode(c: &mut Criterion) {
         wire.clear();
         encode_header(
             &mut wire,
-            &FrameHeader { fin: true, rsv: 0, opcode: OpCode::Binary, mask: Some(KEY), payload_len: len },
+            &FrameHeader {
+                fin: true,
+                rsv: 0,
+                opcode: OpCode::Binary,
+                mask: Some(KEY),
+                payload_len: len,
+            },
         );
-        g.bench_function(BenchmarkId::new("header", len), |b| b.iter(|| decode_header(black_box(&wire))));
+        g.bench_function(BenchmarkId::new("header", len), |b| {
+            b.iter(|| decode_header(black_box(&wire)))
+        });
     }
     // 100 masked 16-byte messages parsed and validated by a server Connection.
     for (name, opcode, payload) in [
@@ -108,11 +118,17 @@ fn assembly(c: &mut Criterion) {
     // One 64 KiB text message in 64 fragments of 1 KiB.
     let mut client = Connection::new(Role::Client);
     let piece = "x".repeat(1024);
-    client.send_fragment(OpCode::Text, piece.as_bytes(), false).unwrap();
+    client
+        .send_fragment(OpCode::Text, piece.as_bytes(), false)
+        .unwrap();
     for _ in 0..62 {
-        client.send_fragment(OpCode::Continuation, piece.as_bytes(), false).unwrap();
+        client
+            .send_fragment(OpCode::Continuation, piece.as_bytes(), false)
+            .unwrap();
     }
-    client.send_fragment(OpCode::Continuation, piece.as_bytes(), true).unwrap();
+    client
+        .send_fragment(OpCode::Continuation, piece.as_bytes(), true)
+        .unwrap();
     let wire = client.take_data_to_send().to_vec();
     g.throughput(Throughput::Bytes(64 * 1024));
     g.bench_function("text_64x1KiB_fragments", |b| {

@@ -229,7 +229,9 @@ mod tests {
             parse_close_payload(Bytes::from_static(&[0x03, 0xe8, 0xff])),
             Err(ClosePayloadError::InvalidReason)
         );
-        let ok = parse_close_payload(Bytes::from_static(b"\x0f\xa0bye")).unwrap().unwrap();
+        let ok = parse_close_payload(Bytes::from_static(b"\x0f\xa0bye"))
+            .unwrap()
+            .unwrap();
         assert_eq!(ok.code, CloseCode::Other(4000));
         assert_eq!(&*ok.reason, "bye");
     }

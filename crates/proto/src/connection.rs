@@ -12,6 +12,9 @@ use crate::mask::apply_mask;
 use crate::utf8::Utf8Validator;
 use crate::{CloseCode, CloseFrame, Message, Utf8Bytes};
 
+/// The most input buffer space reserved ahead of a frame's payload.
+const MAX_PREALLOC: usize = 64 << 10;
+
 /// Which end of the connection this is. It decides the masking rules: a
 /// client masks every frame it sends and refuses masked frames; a server
 /// requires masked frames and never masks.
@@ -272,10 +275,15 @@ impl Connection {
             }
             // Checked against max_frame_size (a usize) above.
             let payload_len = header.payload_len as usize;
-            let total = header_len + payload_len;
+            let total = header_len.saturating_add(payload_len);
             if self.input.len() < total {
                 self.needed = total - self.input.len();
-                self.input.reserve(self.needed);
+                // Only what a header alone may make us allocate: the length
+                // is the peer's claim (up to 2^63-1 when the limits are
+                // lifted), and reserving all of it would panic or let a
+                // few bytes pin a large buffer. The buffer grows as the
+                // payload actually arrives.
+                self.input.reserve(self.needed.min(MAX_PREALLOC));
                 return Ok(None);
             }
             self.needed = 2;
@@ -307,7 +315,9 @@ impl Connection {
         }
         match (h.opcode, &self.partial) {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-            (OpCode::Text | OpCode::Binary, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::ExpectedContinuation)
+            }
             _ => {}
         }
         if h.payload_len > self.config.max_frame_size as u64 {
@@ -327,7 +337,11 @@ impl Connection {
         Ok(())
     }
 
-    fn handle_frame(&mut self, h: FrameHeader, payload: BytesMut) -> Result<Option<Event>, ProtocolError> {
+    fn handle_frame(
+        &mut self,
+        h: FrameHeader,
+        payload: BytesMut,
+    ) -> Result<Option<Event>, ProtocolError> {
         match h.opcode {
             OpCode::Ping => {
                 let payload = payload.freeze();
@@ -358,7 +372,9 @@ impl Connection {
                 // The common case: a whole message in one frame, no copy.
                 let data = payload.freeze();
                 let msg = if h.opcode == OpCode::Text {
-                    Message::Text(Utf8Bytes::try_from(data).map_err(|_| ProtocolError::InvalidUtf8)?)
+                    Message::Text(
+                        Utf8Bytes::try_from(data).map_err(|_| ProtocolError::InvalidUtf8)?,
+                    )
                 } else {
                     Message::Binary(data)
                 };
@@ -396,9 +412,18 @@ impl Connection {
     fn append(&mut self, p: &mut Partial, payload: &[u8], fin: bool) -> Result<(), ProtocolError> {
         let start = p.buf.len();
         if p.rsv != 0 {
-            let ext = self.extension.as_mut().ok_or(ProtocolError::ReservedBits(p.rsv))?;
-            ext.decode(p.rsv, payload, fin, &mut p.buf, self.config.max_message_size)
-                .map_err(ProtocolError::Extension)?;
+            let ext = self
+                .extension
+                .as_mut()
+                .ok_or(ProtocolError::ReservedBits(p.rsv))?;
+            ext.decode(
+                p.rsv,
+                payload,
+                fin,
+                &mut p.buf,
+                self.config.max_message_size,
+            )
+            .map_err(ProtocolError::Extension)?;
             if p.buf.len() > self.config.max_message_size {
                 return Err(ProtocolError::MessageTooLarge {
                     max: self.config.max_message_size,
@@ -408,7 +433,9 @@ impl Connection {
             p.buf.extend_from_slice(payload);
         }
         if p.opcode == OpCode::Text {
-            p.utf8.feed(&p.buf[start..]).map_err(|_| ProtocolError::InvalidUtf8)?;
+            p.utf8
+                .feed(&p.buf[start..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
         }
         Ok(())
     }
@@ -509,7 +536,10 @@ impl Connection {
         }
         if let Some(ext) = self.extension.as_mut() {
             let mut encoded = BytesMut::new();
-            if let Some(rsv) = ext.encode(opcode, payload, &mut encoded).map_err(SendError::Extension)? {
+            if let Some(rsv) = ext
+                .encode(opcode, payload, &mut encoded)
+                .map_err(SendError::Extension)?
+            {
                 self.write_frame(opcode, true, rsv, &encoded);
                 return Ok(());
             }
@@ -522,7 +552,12 @@ impl Connection {
     /// the following with `Continuation`, the last with `fin = true`.
     /// Control frames may be sent between fragments. Fragments bypass
     /// extensions.
-    pub fn send_fragment(&mut self, opcode: OpCode, payload: &[u8], fin: bool) -> Result<(), SendError> {
+    pub fn send_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        fin: bool,
+    ) -> Result<(), SendError> {
         self.check_can_send()?;
         match (opcode, self.sending_fragmented) {
             (OpCode::Text | OpCode::Binary, None) => {}

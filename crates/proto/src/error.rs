@@ -94,7 +94,9 @@ impl fmt::Display for ProtocolError {
             Self::ReservedBits(b) => write!(f, "reserved bits set: {b:#04x}"),
             Self::ReservedOpcode(o) => write!(f, "reserved opcode {o:#x}"),
             Self::InvalidCloseCode(c) => write!(f, "invalid close code {c}"),
-            Self::FrameTooLarge { len, max } => write!(f, "frame of {len} bytes exceeds the limit of {max}"),
+            Self::FrameTooLarge { len, max } => {
+                write!(f, "frame of {len} bytes exceeds the limit of {max}")
+            }
             Self::MessageTooLarge { max } => write!(f, "message exceeds the limit of {max} bytes"),
             Self::Extension(e) => write!(f, "{e}"),
             other => f.write_str(other.reason()),
@@ -146,7 +148,9 @@ pub enum SendError {
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Closing => f.write_str("the connection is closing: no frame may follow the Close frame"),
+            Self::Closing => {
+                f.write_str("the connection is closing: no frame may follow the Close frame")
+            }
             Self::ControlTooLong => f.write_str("control frame payload over 125 bytes"),
             Self::InvalidCloseCode(c) => write!(f, "close code {c} may not be sent"),
             Self::Fragmentation => f.write_str("fragmented message out of sequence"),

@@ -284,9 +284,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_control_frames() {
-        assert_eq!(decode_header(&[0x09, 0]), Err(HeaderError::FragmentedControl));
-        assert_eq!(decode_header(&[0x89, 126]), Err(HeaderError::ControlTooLong));
-        assert!(matches!(decode_header(&[0x89, 125]), Ok(Decoded::Incomplete(_)) | Ok(Decoded::Header(..))));
+        assert_eq!(
+            decode_header(&[0x09, 0]),
+            Err(HeaderError::FragmentedControl)
+        );
+        assert_eq!(
+            decode_header(&[0x89, 126]),
+            Err(HeaderError::ControlTooLong)
+        );
+        assert!(matches!(
+            decode_header(&[0x89, 125]),
+            Ok(Decoded::Incomplete(_)) | Ok(Decoded::Header(..))
+        ));
     }
 
     #[test]
@@ -294,6 +303,8 @@ mod tests {
         let wire = [0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(decode_header(&wire), Err(HeaderError::InvalidLength));
         let wire = [0x82, 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(decode_header(&wire), Ok(Decoded::Header(h, 10)) if h.payload_len == (1 << 63) - 1));
+        assert!(
+            matches!(decode_header(&wire), Ok(Decoded::Header(h, 10)) if h.payload_len == (1 << 63) - 1)
+        );
     }
 }

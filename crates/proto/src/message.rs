@@ -97,7 +97,9 @@ impl From<&String> for Utf8Bytes {
 impl TryFrom<Bytes> for Utf8Bytes {
     type Error = crate::utf8::Utf8Error;
     fn try_from(b: Bytes) -> Result<Self, Self::Error> {
-        ByteString::try_from(b).map(Self).map_err(|_| crate::utf8::Utf8Error)
+        ByteString::try_from(b)
+            .map(Self)
+            .map_err(|_| crate::utf8::Utf8Error)
     }
 }
 

@@ -1,1 +1,123 @@
-//! placeholder
+//! # silverback
+//!
+//! WebSocket connections for tokio, from the opening handshake to the last
+//! Close frame: what gorilla/websocket is to Go.
+//!
+//! ```
+//! use silverback::{CloseCode, Dialer, Message, Upgrader};
+//! use tokio::net::TcpListener;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Server: accept one connection and echo until the client closes.
+//! let listener = TcpListener::bind("127.0.0.1:0").await?;
+//! let url = format!("ws://{}/ws", listener.local_addr()?);
+//! let server = tokio::spawn(async move {
+//!     let (stream, _) = listener.accept().await?;
+//!     let mut ws = Upgrader::new().upgrade(stream).await?;
+//!     loop {
+//!         match ws.recv().await {
+//!             Ok(msg) => ws.send(msg).await?,
+//!             // The client closed: its Close was already answered.
+//!             Err(e) if e.is_closed() => return Ok::<_, silverback::Error>(e.close_code()),
+//!             Err(e) => return Err(e),
+//!         }
+//!     }
+//! });
+//!
+//! // Client.
+//! let (mut ws, _) = Dialer::new().connect(&url).await?;
+//! ws.send(Message::text("hello")).await?;
+//! assert_eq!(ws.recv().await?, Message::text("hello"));
+//! ws.close(CloseCode::Normal, "bye").await?;
+//! assert_eq!(server.await??, Some(CloseCode::Normal));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Overview
+//! An [`Upgrader`] turns an HTTP upgrade request into a [`WebSocket`]: on a
+//! raw transport ([`Upgrader::upgrade`], or [`Upgrader::read_request`] to
+//! route first) or inside a hyper service (`Upgrader::upgrade_hyper`,
+//! feature `hyper`, on by default; it works for axum too). A [`Dialer`]
+//! opens client connections.
+//!
+//! ## Messages
+//! [`WebSocket::recv`] returns whole data messages: [`Message::Text`]
+//! (validated UTF-8, handed out without a copy) or [`Message::Binary`].
+//! [`WebSocket::send`] sends one. Fragmented messages are reassembled for
+//! you; [`WebSocket::send_fragment`] sends one in pieces.
+//!
+//! ## Control frames
+//! Pings are answered with Pongs and the peer's Close is echoed, by `recv`:
+//! keep a task reading. When the peer closes, `recv` returns an [`Error`]
+//! for which [`Error::is_closed`] is true, with the peer's code and reason
+//! in [`Error::close_frame`].
+//!
+//! ## Concurrency
+//! One reader and one writer at a time: `recv` takes `&mut self`, as do
+//! `send` and `close`. To read and write from two tasks, [`WebSocket::split`]
+//! gives a [`WsReader`] and a [`WsWriter`]; the reader answers pings, and the
+//! writer's `close` lets the reader see every message sent before the
+//! peer's Close. `WebSocket` also implements `futures` [`Stream`] and
+//! [`Sink`](futures_sink::Sink).
+//!
+//! ## Write coalescing
+//! `send` queues the message, then writes it out unless more received input
+//! is already buffered (and less than `write_buffer_size` is queued): then
+//! the reply waits for the next flush, which happens at the latest when
+//! `recv` is about to wait for input. So the replies to one read leave in
+//! one write system call, and a sender that only sends is never left with
+//! unflushed data. [`WebSocket::flush`] forces a flush.
+//!
+//! ## Origin
+//! Browsers let any page open a WebSocket to any server, with the page's
+//! origin in the `Origin` header. By default the upgrader refuses a request
+//! whose `Origin` does not match its `Host` (403); requests without
+//! `Origin` (not from a browser) are allowed. [`Upgrader::check_origin`]
+//! replaces the policy.
+//!
+//! ## Buffers and limits
+//! Messages are limited to 64 MiB and frames to 16 MiB by default
+//! ([`Config::max_message_size`], [`Config::max_frame_size`]); a larger one
+//! is refused from its header, before its payload is buffered, with close
+//! code 1009. Invalid UTF-8 gets 1007, other protocol errors 1002, always
+//! with a Close frame before the transport closes.
+//!
+//! ## Closing
+//! A connection ends in one of three ways, each reported precisely:
+//! 1. **we close**: [`WebSocket::close`] sends a Close after what was queued,
+//!    waits (bounded by `close_timeout`) for the peer's, then closes TCP;
+//! 2. **the peer closes**: `recv` returns the peer's code, already answered;
+//! 3. **abnormal**: end of stream or reset without a Close frame: an error
+//!    with close code 1006. [`Error::is_unexpected_close`] tells an
+//!    unexpected end from an expected one, like gorilla's
+//!    `IsUnexpectedCloseError`.
+//!
+//! ## Compression
+//! permessage-deflate plugs into [`silverback_proto::extension`]; it is not
+//! negotiated yet.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod client;
+mod config;
+mod error;
+#[cfg(feature = "hyper")]
+mod hyper;
+mod server;
+mod split;
+mod ws;
+
+pub use client::{connect, Dialer};
+pub use config::Config;
+pub use error::{Error, ErrorKind, Timeout};
+#[cfg(feature = "hyper")]
+pub use hyper::{is_upgrade_request, HyperWebSocket, UpgradeFuture};
+pub use server::{Accepted, Incoming, RequestHead, Upgrader};
+pub use split::{WsReader, WsWriter};
+pub use ws::WebSocket;
+
+pub use futures_core::Stream;
+pub use silverback_proto as proto;
+pub use silverback_proto::{CloseCode, CloseFrame, Message, OpCode, Role, Utf8Bytes};

@@ -54,5 +54,10 @@ pub trait Extension: Send + 'static {
     /// Encodes a whole message payload into `out` and returns the RSV bits
     /// to set on its first frame. Returning `Ok(None)` sends `payload` as
     /// it is, without RSV bits (e.g. when compression does not pay).
-    fn encode(&mut self, opcode: OpCode, payload: &[u8], out: &mut BytesMut) -> Result<Option<u8>, ExtensionError>;
+    fn encode(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<Option<u8>, ExtensionError>;
 }

@@ -38,10 +38,16 @@ impl fmt::Display for ResponseError {
         match self {
             Self::Status(s) => write!(f, "server answered {s} instead of 101 Switching Protocols"),
             Self::Malformed(e) => write!(f, "malformed handshake response: {e}"),
-            Self::NotUpgraded => f.write_str("response lacks Upgrade: websocket / Connection: upgrade"),
+            Self::NotUpgraded => {
+                f.write_str("response lacks Upgrade: websocket / Connection: upgrade")
+            }
             Self::BadAccept => f.write_str("Sec-WebSocket-Accept does not match the key"),
-            Self::UnofferedProtocol(p) => write!(f, "server chose subprotocol {p:?} that was not offered"),
-            Self::UnofferedExtension(e) => write!(f, "server answered extension {e:?} that was not offered"),
+            Self::UnofferedProtocol(p) => {
+                write!(f, "server chose subprotocol {p:?} that was not offered")
+            }
+            Self::UnofferedExtension(e) => {
+                write!(f, "server answered extension {e:?} that was not offered")
+            }
         }
     }
 }
@@ -72,7 +78,10 @@ pub fn build_request(
         _ => 80,
     };
     let host = match uri.port_u16() {
-        Some(p) if p == default_port => authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority),
+        Some(p) if p == default_port => authority
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(authority),
         _ => authority,
     };
     let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -96,7 +105,13 @@ pub fn build_request(
 pub fn write_request<B>(req: &Request<B>, out: &mut Vec<u8>) {
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").as_bytes());
+    out.extend_from_slice(
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .as_bytes(),
+    );
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (k, v) in req.headers() {
         out.extend_from_slice(k.as_str().as_bytes());
@@ -110,7 +125,10 @@ pub fn write_request<B>(req: &Request<B>, out: &mut Vec<u8>) {
 /// Parses a response head from the start of `buf`: `Ok(None)` while
 /// incomplete, else the response and the head's length (bytes after it
 /// belong to the WebSocket stream).
-pub fn parse_response(buf: &[u8], limits: HeadLimits) -> Result<Option<(Response<()>, usize)>, ResponseError> {
+pub fn parse_response(
+    buf: &[u8],
+    limits: HeadLimits,
+) -> Result<Option<(Response<()>, usize)>, ResponseError> {
     let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut resp = httparse::Response::new(&mut headers);
     let len = match resp.parse(buf) {
@@ -124,13 +142,16 @@ pub fn parse_response(buf: &[u8], limits: HeadLimits) -> Result<Option<(Response
         }
         Err(e) => return Err(ResponseError::Malformed(e.to_string())),
     };
-    let status = StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(|e| ResponseError::Malformed(e.to_string()))?;
+    let status = StatusCode::from_u16(resp.code.unwrap_or(0))
+        .map_err(|e| ResponseError::Malformed(e.to_string()))?;
     let mut out = Response::new(());
     *out.status_mut() = status;
     *out.version_mut() = Version::HTTP_11;
     for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| ResponseError::Malformed(e.to_string()))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|e| ResponseError::Malformed(e.to_string()))?;
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|e| ResponseError::Malformed(e.to_string()))?;
+        let value = HeaderValue::from_bytes(h.value)
+            .map_err(|e| ResponseError::Malformed(e.to_string()))?;
         out.headers_mut().append(name, value);
     }
     Ok(Some((out, len)))
@@ -149,14 +170,19 @@ pub fn validate_response<B>(
         return Err(ResponseError::Status(resp.status()));
     }
     let h = resp.headers();
-    if !header_has_token(h, header::UPGRADE, "websocket") || !header_has_token(h, header::CONNECTION, "upgrade") {
+    if !header_has_token(h, header::UPGRADE, "websocket")
+        || !header_has_token(h, header::CONNECTION, "upgrade")
+    {
         return Err(ResponseError::NotUpgraded);
     }
     let expected = accept_key(key.as_bytes());
     if h.get(header::SEC_WEBSOCKET_ACCEPT).map(|v| v.as_bytes()) != Some(expected.as_bytes()) {
         return Err(ResponseError::BadAccept);
     }
-    if let Some(ext) = header_tokens(h, header::SEC_WEBSOCKET_EXTENSIONS).into_iter().next() {
+    if let Some(ext) = header_tokens(h, header::SEC_WEBSOCKET_EXTENSIONS)
+        .into_iter()
+        .next()
+    {
         return Err(ResponseError::UnofferedExtension(ext));
     }
     let chosen = header_tokens(h, header::SEC_WEBSOCKET_PROTOCOL);
@@ -179,7 +205,9 @@ mod tests {
         let req = build_request(&uri, &key, &["b", "a"], &[]).unwrap();
         let mut wire = Vec::new();
         write_request(&req, &mut wire);
-        let (parsed, n) = server::parse_request(&wire, HeadLimits::default()).unwrap().unwrap();
+        let (parsed, n) = server::parse_request(&wire, HeadLimits::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(n, wire.len());
         let up = server::validate_request(&parsed).unwrap();
         let proto = server::negotiate_subprotocol(&up.protocols, &["a", "b"]);
@@ -187,8 +215,13 @@ mod tests {
         let resp = server::accept_response(&up.key, proto, None).unwrap();
         let mut wire = Vec::new();
         server::write_response(&resp.map(|()| ""), &mut wire);
-        let (resp, _) = parse_response(&wire, HeadLimits::default()).unwrap().unwrap();
-        assert_eq!(validate_response(&resp, &key, &["b", "a"]), Ok(Some("a".into())));
+        let (resp, _) = parse_response(&wire, HeadLimits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            validate_response(&resp, &key, &["b", "a"]),
+            Ok(Some("a".into()))
+        );
     }
 
     #[test]
@@ -209,20 +242,35 @@ mod tests {
         assert_eq!(validate_response(&good, &key, &[]), Ok(None));
 
         let other = generate_key();
-        assert_eq!(validate_response(&good, &other, &[]), Err(ResponseError::BadAccept));
+        assert_eq!(
+            validate_response(&good, &other, &[]),
+            Err(ResponseError::BadAccept)
+        );
 
         let mut r = good.clone();
         *r.status_mut() = StatusCode::UNAUTHORIZED;
-        assert_eq!(validate_response(&r, &key, &[]), Err(ResponseError::Status(StatusCode::UNAUTHORIZED)));
+        assert_eq!(
+            validate_response(&r, &key, &[]),
+            Err(ResponseError::Status(StatusCode::UNAUTHORIZED))
+        );
 
         let mut r = good.clone();
         r.headers_mut().remove("upgrade");
-        assert_eq!(validate_response(&r, &key, &[]), Err(ResponseError::NotUpgraded));
+        assert_eq!(
+            validate_response(&r, &key, &[]),
+            Err(ResponseError::NotUpgraded)
+        );
 
         let r = server::accept_response(&key, Some("x"), None).unwrap();
-        assert_eq!(validate_response(&r, &key, &["y"]), Err(ResponseError::UnofferedProtocol("x".into())));
+        assert_eq!(
+            validate_response(&r, &key, &["y"]),
+            Err(ResponseError::UnofferedProtocol("x".into()))
+        );
 
         let r = server::accept_response(&key, None, Some("permessage-deflate")).unwrap();
-        assert!(matches!(validate_response(&r, &key, &[]), Err(ResponseError::UnofferedExtension(_))));
+        assert!(matches!(
+            validate_response(&r, &key, &[]),
+            Err(ResponseError::UnofferedExtension(_))
+        ));
     }
 }

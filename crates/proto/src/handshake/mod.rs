@@ -33,7 +33,11 @@ pub fn accept_key(key: &[u8]) -> String {
 
 /// Whether header `name` holds `token` in any of its comma-separated
 /// values, compared case-insensitively (e.g. `Connection: keep-alive, Upgrade`).
-pub fn header_has_token(headers: &HeaderMap, name: impl http::header::AsHeaderName, token: &str) -> bool {
+pub fn header_has_token(
+    headers: &HeaderMap,
+    name: impl http::header::AsHeaderName,
+    token: &str,
+) -> bool {
     headers.get_all(name).iter().any(|v| {
         v.to_str()
             .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
@@ -80,11 +84,17 @@ mod tests {
     #[test]
     fn token_lists_are_case_insensitive() {
         let mut h = HeaderMap::new();
-        h.append("connection", HeaderValue::from_static("keep-alive, UPGRADE"));
+        h.append(
+            "connection",
+            HeaderValue::from_static("keep-alive, UPGRADE"),
+        );
         assert!(header_has_token(&h, "connection", "upgrade"));
         assert!(!header_has_token(&h, "connection", "close"));
         h.append("connection", HeaderValue::from_static("close"));
         assert!(header_has_token(&h, "connection", "close"));
-        assert_eq!(header_tokens(&h, "connection"), ["keep-alive", "UPGRADE", "close"]);
+        assert_eq!(
+            header_tokens(&h, "connection"),
+            ["keep-alive", "UPGRADE", "close"]
+        );
     }
 }

@@ -38,7 +38,10 @@ impl Rejection {
         let mut resp = Response::new(body);
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         for (k, v) in &self.headers {
             h.append(k.clone(), v.clone());
@@ -89,37 +92,67 @@ pub struct UpgradeRequest {
 /// ```
 pub fn validate_request<B>(req: &Request<B>) -> Result<UpgradeRequest, Rejection> {
     if req.method() != Method::GET {
-        let mut r = Rejection::new(StatusCode::METHOD_NOT_ALLOWED, "WebSocket upgrade requires GET");
-        r.headers.push((header::ALLOW, HeaderValue::from_static("GET")));
+        let mut r = Rejection::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "WebSocket upgrade requires GET",
+        );
+        r.headers
+            .push((header::ALLOW, HeaderValue::from_static("GET")));
         return Err(r);
     }
     if req.version() < Version::HTTP_11 {
-        return Err(Rejection::new(StatusCode::BAD_REQUEST, "WebSocket upgrade requires HTTP/1.1"));
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "WebSocket upgrade requires HTTP/1.1",
+        ));
     }
     let h = req.headers();
     if h.get(header::HOST).is_none() && req.uri().authority().is_none() {
-        return Err(Rejection::new(StatusCode::BAD_REQUEST, "missing Host header"));
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "missing Host header",
+        ));
     }
     if !header_has_token(h, header::UPGRADE, "websocket") {
         let mut r = Rejection::new(StatusCode::UPGRADE_REQUIRED, "expected Upgrade: websocket");
-        r.headers.push((header::UPGRADE, HeaderValue::from_static("websocket")));
-        r.headers.push((header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13")));
+        r.headers
+            .push((header::UPGRADE, HeaderValue::from_static("websocket")));
+        r.headers.push((
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        ));
         return Err(r);
     }
     if !header_has_token(h, header::CONNECTION, "upgrade") {
-        return Err(Rejection::new(StatusCode::BAD_REQUEST, "expected Connection: upgrade"));
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "expected Connection: upgrade",
+        ));
     }
     let version_ok = h.get_all(header::SEC_WEBSOCKET_VERSION).iter().count() == 1
-        && h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes().trim_ascii()) == Some(b"13");
+        && h.get(header::SEC_WEBSOCKET_VERSION)
+            .map(|v| v.as_bytes().trim_ascii())
+            == Some(b"13");
     if !version_ok {
-        let mut r = Rejection::new(StatusCode::UPGRADE_REQUIRED, "unsupported Sec-WebSocket-Version, expected 13");
-        r.headers.push((header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13")));
+        let mut r = Rejection::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported Sec-WebSocket-Version, expected 13",
+        );
+        r.headers.push((
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        ));
         return Err(r);
     }
     let mut keys = h.get_all(header::SEC_WEBSOCKET_KEY).iter();
     let key = match (keys.next(), keys.next()) {
         (Some(k), None) => k.clone(),
-        _ => return Err(Rejection::new(StatusCode::BAD_REQUEST, "expected one Sec-WebSocket-Key")),
+        _ => {
+            return Err(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "expected one Sec-WebSocket-Key",
+            ))
+        }
     };
     match BASE64.decode(key.as_bytes()) {
         Ok(raw) if raw.len() == 16 => {}
@@ -186,7 +219,10 @@ pub fn same_origin<B>(req: &Request<B>) -> bool {
 /// assert_eq!(negotiate_subprotocol(&offered, &["v2", "v1"]), Some("v2"));
 /// assert_eq!(negotiate_subprotocol(&offered, &["v3"]), None);
 /// ```
-pub fn negotiate_subprotocol<'a, S: AsRef<str>>(offered: &[String], supported: &'a [S]) -> Option<&'a str> {
+pub fn negotiate_subprotocol<'a, S: AsRef<str>>(
+    offered: &[String],
+    supported: &'a [S],
+) -> Option<&'a str> {
     supported
         .iter()
         .map(AsRef::as_ref)
@@ -208,13 +244,15 @@ pub fn accept_response(
         .map_err(|_| Rejection::new(StatusCode::BAD_REQUEST, "bad key"))?;
     h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     if let Some(p) = protocol {
-        let v = HeaderValue::from_str(p)
-            .map_err(|_| Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "bad subprotocol name"))?;
+        let v = HeaderValue::from_str(p).map_err(|_| {
+            Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "bad subprotocol name")
+        })?;
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
     }
     if let Some(e) = extensions {
-        let v = HeaderValue::from_str(e)
-            .map_err(|_| Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "bad extension header"))?;
+        let v = HeaderValue::from_str(e).map_err(|_| {
+            Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "bad extension header")
+        })?;
         h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
     }
     Ok(resp)
@@ -258,25 +296,51 @@ pub fn write_response<B: AsRef<[u8]>>(resp: &Response<B>, out: &mut Vec<u8>) {
 /// assert_eq!(req.uri().path(), "/ws");
 /// assert_eq!(&wire[n..], b"\x81\x00");
 /// ```
-pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<(Request<()>, usize)>, Rejection> {
-    let too_large = || Rejection::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
+pub fn parse_request(
+    buf: &[u8],
+    limits: HeadLimits,
+) -> Result<Option<(Request<()>, usize)>, Rejection> {
+    let too_large = || {
+        Rejection::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request head too large",
+        )
+    };
     let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
-            return if buf.len() >= limits.max_head_size { Err(too_large()) } else { Ok(None) };
+            return if buf.len() >= limits.max_head_size {
+                Err(too_large())
+            } else {
+                Ok(None)
+            };
         }
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(Rejection::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many headers"))
+            return Err(Rejection::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too many headers",
+            ))
         }
-        Err(e) => return Err(Rejection::new(StatusCode::BAD_REQUEST, format!("malformed request: {e}"))),
+        Err(e) => {
+            return Err(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                format!("malformed request: {e}"),
+            ))
+        }
     };
     if len > limits.max_head_size {
         return Err(too_large());
     }
-    let bad = |what: &str| Rejection::new(StatusCode::BAD_REQUEST, format!("malformed request: {what}"));
-    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes()).map_err(|_| bad("method"))?;
+    let bad = |what: &str| {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            format!("malformed request: {what}"),
+        )
+    };
+    let method =
+        Method::from_bytes(req.method.unwrap_or("").as_bytes()).map_err(|_| bad("method"))?;
     let version = match req.version {
         Some(1) => Version::HTTP_11,
         _ => Version::HTTP_10,
@@ -342,11 +406,13 @@ mod tests {
         assert_eq!(status_of(r), StatusCode::UPGRADE_REQUIRED);
 
         let mut r = base().body(()).unwrap();
-        r.headers_mut().insert("connection", HeaderValue::from_static("keep-alive"));
+        r.headers_mut()
+            .insert("connection", HeaderValue::from_static("keep-alive"));
         assert_eq!(status_of(r), StatusCode::BAD_REQUEST);
 
         let mut r = base().body(()).unwrap();
-        r.headers_mut().insert("sec-websocket-version", HeaderValue::from_static("8"));
+        r.headers_mut()
+            .insert("sec-websocket-version", HeaderValue::from_static("8"));
         let rej = validate_request(&r).unwrap_err();
         assert_eq!(rej.status, StatusCode::UPGRADE_REQUIRED);
         assert!(rej
@@ -354,9 +420,15 @@ mod tests {
             .iter()
             .any(|(k, v)| k == header::SEC_WEBSOCKET_VERSION && v == "13"));
 
-        for bad_key in ["", "not base64!", "AAAAAAAAAAAAAAAAAAAAAAAA", "dGhlIHNhbXBsZSBub25jZQ"] {
+        for bad_key in [
+            "",
+            "not base64!",
+            "AAAAAAAAAAAAAAAAAAAAAAAA",
+            "dGhlIHNhbXBsZSBub25jZQ",
+        ] {
             let mut r = base().body(()).unwrap();
-            r.headers_mut().insert("sec-websocket-key", HeaderValue::from_static(bad_key));
+            r.headers_mut()
+                .insert("sec-websocket-key", HeaderValue::from_static(bad_key));
             assert_eq!(status_of(r), StatusCode::BAD_REQUEST, "{bad_key:?}");
         }
     }
@@ -364,12 +436,16 @@ mod tests {
     #[test]
     fn rejection_response_has_body_and_extra_headers() {
         let mut r = base().body(()).unwrap();
-        r.headers_mut().insert("sec-websocket-version", HeaderValue::from_static("7"));
+        r.headers_mut()
+            .insert("sec-websocket-version", HeaderValue::from_static("7"));
         let resp = validate_request(&r).unwrap_err().to_response();
         let mut out = Vec::new();
         write_response(&resp, &mut out);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"), "{text}");
+        assert!(
+            text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
+            "{text}"
+        );
         assert!(text.contains("sec-websocket-version: 13\r\n"));
         assert!(text.ends_with("\r\n\r\nunsupported Sec-WebSocket-Version, expected 13\n"));
     }
@@ -379,14 +455,23 @@ mod tests {
         let key = HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ==");
         let resp = accept_response(&key, Some("chat"), None).unwrap();
         assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
-        assert_eq!(resp.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            resp.headers()["sec-websocket-accept"],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
         assert_eq!(resp.headers()["sec-websocket-protocol"], "chat");
     }
 
     #[test]
     fn parse_limits() {
-        let limits = HeadLimits { max_head_size: 64, max_headers: 2 };
-        assert!(matches!(parse_request(b"GET / HTTP/1.1\r\n", limits), Ok(None)));
+        let limits = HeadLimits {
+            max_head_size: 64,
+            max_headers: 2,
+        };
+        assert!(matches!(
+            parse_request(b"GET / HTTP/1.1\r\n", limits),
+            Ok(None)
+        ));
         let big = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(100));
         assert_eq!(
             parse_request(big.as_bytes(), limits).unwrap_err().status,
@@ -398,7 +483,9 @@ mod tests {
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
         );
         assert_eq!(
-            parse_request(b"G\x00T / HTTP/1.1\r\n\r\n", limits).unwrap_err().status,
+            parse_request(b"G\x00T / HTTP/1.1\r\n\r\n", limits)
+                .unwrap_err()
+                .status,
             StatusCode::BAD_REQUEST
         );
     }

@@ -1,0 +1,163 @@
+//! `silverback serve`: the echo server of the gorilla tutorial, plus a demo
+//! page.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use silverback::{CloseCode, Upgrader};
+use tokio::net::{TcpListener, TcpStream};
+
+const DEMO_PAGE: &str = include_str!("demo.html");
+
+/// Options of `silverback serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Path of the WebSocket endpoint.
+    #[arg(long, default_value = "/ws")]
+    pub path: String,
+    /// Largest message accepted, in bytes (larger: close 1009).
+    #[arg(long, default_value_t = 64 << 20)]
+    pub max_message_size: usize,
+    /// Largest frame accepted, in bytes (larger: close 1009).
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_frame_size: usize,
+    /// Accept cross-origin browser requests (off: same origin only).
+    #[arg(long)]
+    pub any_origin: bool,
+    /// Seconds a client has to complete the opening handshake.
+    #[arg(long, default_value_t = 10.0)]
+    pub handshake_timeout: f64,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        Wrapper::parse_from(["serve"]).args
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut rt = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if args.threads > 1 {
+            b.worker_threads(args.threads);
+        }
+        b
+    };
+    let rt = rt.enable_all().build().context("starting the runtime")?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.path.starts_with('/'), "--path must start with '/'");
+    let handshake_timeout = Duration::try_from_secs_f64(args.handshake_timeout).context("--handshake-timeout")?;
+    let mut upgrader = Upgrader::new()
+        .max_message_size(args.max_message_size)
+        .max_frame_size(args.max_frame_size)
+        .handshake_timeout(handshake_timeout);
+    if args.any_origin {
+        upgrader = upgrader.check_origin(|_| true);
+    }
+    let listener = TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("binding {}", args.addr))?;
+    let local = listener.local_addr()?;
+    tracing::info!("listening on ws://{local}{}", args.path);
+    tracing::info!("demo page on http://{local}/");
+    let state = Arc::new((upgrader, args.path.clone(), DEMO_PAGE.replace("__WS_PATH__", &args.path)));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let (upgrader, path, page) = &*state;
+                    handle(stream, peer, upgrader, path, page).await;
+                });
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted, shutting down");
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn handle(stream: TcpStream, peer: SocketAddr, upgrader: &Upgrader, path: &str, page: &str) {
+    let _ = stream.set_nodelay(true);
+    let incoming = match upgrader.read_request(stream).await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "bad request");
+            return;
+        }
+    };
+    let req_path = incoming.request().uri().path().to_owned();
+    if req_path == path {
+        match incoming.upgrade(upgrader).await {
+            Ok(ws) => echo(ws, peer).await,
+            Err(e) => tracing::info!(%peer, error = %e, "upgrade refused"),
+        }
+    } else if req_path == "/" && !incoming.is_upgrade() {
+        let resp = http::Response::builder()
+            .header("content-type", "text/html; charset=utf-8")
+            .header("connection", "close")
+            .body(page.as_bytes())
+            .expect("static response");
+        let _ = incoming.respond(resp).await;
+    } else {
+        let resp = http::Response::builder()
+            .status(404)
+            .header("content-type", "text/plain; charset=utf-8")
+            .header("connection", "close")
+            .body(&b"not found\n"[..])
+            .expect("static response");
+        let _ = incoming.respond(resp).await;
+    }
+}
+
+async fn echo(mut ws: silverback::WebSocket<TcpStream>, peer: SocketAddr) {
+    tracing::debug!(%peer, "connection open");
+    loop {
+        match ws.recv().await {
+            Ok(msg) => {
+                if let Err(e) = ws.send(msg).await {
+                    tracing::debug!(%peer, error = %e, "send failed");
+                    break;
+                }
+            }
+            Err(e) if e.is_unexpected_close(&[CloseCode::Normal, CloseCode::GoingAway, CloseCode::NoStatusReceived]) => {
+                tracing::info!(%peer, error = %e, "connection closed unexpectedly");
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(%peer, reason = %e, "connection closed");
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Settings shared by the server and client sides.
+
+use std::time::Duration;
+
+/// Settings of one WebSocket connection. Every field has a safe default.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = silverback::Config::default()
+///     .max_message_size(1 << 20)
+///     .close_timeout(Duration::from_secs(2));
+/// assert_eq!(config.get_max_message_size(), 1 << 20);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    pub(crate) read_buffer_size: usize,
+    pub(crate) write_buffer_size: usize,
+    pub(crate) max_write_buffer_size: usize,
+    pub(crate) max_message_size: usize,
+    pub(crate) max_frame_size: usize,
+    pub(crate) close_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            read_buffer_size: 4096,
+            write_buffer_size: 64 * 1024,
+            max_write_buffer_size: 16 << 20,
+            max_message_size: 64 << 20,
+            max_frame_size: 16 << 20,
+            close_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    /// Bytes asked of the transport per read (default 4 KiB). A larger
+    /// frame is read in as few reads as its size needs.
+    pub fn read_buffer_size(mut self, n: usize) -> Self {
+        self.read_buffer_size = n.max(64);
+        self
+    }
+
+    /// Outgoing bytes queued before a send flushes them even though more
+    /// input is waiting to be handled (default 64 KiB). See the crate docs
+    /// on write coalescing.
+    pub fn write_buffer_size(mut self, n: usize) -> Self {
+        self.write_buffer_size = n.max(1);
+        self
+    }
+
+    /// The most outgoing bytes kept waiting for a peer that does not read
+    /// (default 16 MiB); beyond it sends fail with
+    /// [`ErrorKind::WriteBufferFull`](crate::ErrorKind::WriteBufferFull).
+    pub fn max_write_buffer_size(mut self, n: usize) -> Self {
+        self.max_write_buffer_size = n;
+        self
+    }
+
+    /// Largest message accepted (default 64 MiB); larger ones close the
+    /// connection with 1009.
+    pub fn max_message_size(mut self, n: usize) -> Self {
+        self.max_message_size = n;
+        self
+    }
+
+    /// Largest frame accepted (default 16 MiB), checked from the frame
+    /// header before the payload is buffered; larger ones close with 1009.
+    pub fn max_frame_size(mut self, n: usize) -> Self {
+        self.max_frame_size = n;
+        self
+    }
+
+    /// How long [`close`](crate::WebSocket::close) waits for the peer's
+    /// Close (and a client for the server's TCP close) before closing the
+    /// transport anyway (default 5 s).
+    pub fn close_timeout(mut self, d: Duration) -> Self {
+        self.close_timeout = d;
+        self
+    }
+
+    /// How long the opening handshake may take (default 10 s).
+    pub fn handshake_timeout(mut self, d: Duration) -> Self {
+        self.handshake_timeout = d;
+        self
+    }
+
+    /// The largest message accepted.
+    pub fn get_max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// The largest frame accepted.
+    pub fn get_max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// The handshake timeout.
+    pub fn get_handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    pub(crate) fn proto(&self) -> silverback_proto::Config {
+        silverback_proto::Config::default()
+            .max_message_size(self.max_message_size)
+            .max_frame_size(self.max_frame_size)
+    }
+}

@@ -1,0 +1,266 @@
+//! The error type of the async layer.
+
+use std::fmt;
+use std::io;
+
+use silverback_proto::handshake::client::ResponseError;
+use silverback_proto::handshake::server::Rejection;
+use silverback_proto::{CloseCode, CloseFrame, ProtocolError, SendError};
+
+/// What went wrong (or how the connection ended). See [`Error`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The connection closed cleanly: a Close frame was received (and
+    /// answered). `frame` is the peer's code and reason (`None` when its
+    /// Close had no payload: code 1005). Not a failure.
+    Closed {
+        /// The peer's Close frame.
+        frame: Option<CloseFrame>,
+        /// Whether we sent our Close first (we initiated the close).
+        by_us: bool,
+    },
+    /// The connection was used after it ended and its end was reported.
+    AlreadyClosed,
+    /// A send after a Close frame was sent: the connection is closing.
+    Closing,
+    /// The peer vanished: end of stream or a reset without a Close frame.
+    /// Reported as close code 1006.
+    Abnormal(Option<io::Error>),
+    /// The peer broke the protocol; the Close frame with
+    /// [`ProtocolError::close_code`] was sent before the transport closed.
+    Protocol(ProtocolError),
+    /// A send the protocol does not allow (control payload over 125 bytes,
+    /// fragments out of order, a close code that may not be sent).
+    InvalidSend(SendError),
+    /// A timeout.
+    Timeout(Timeout),
+    /// The server refused the upgrade (this side sent the refusal).
+    Rejected(Rejection),
+    /// The server's handshake response was not acceptable (client side).
+    Handshake(ResponseError),
+    /// The write buffer is full (`max_write_buffer_size`): the peer does
+    /// not read fast enough.
+    WriteBufferFull,
+    /// An I/O error outside of the WebSocket session (e.g. while dialing).
+    Io(io::Error),
+    /// A URL that cannot be dialed.
+    InvalidUrl(String),
+}
+
+/// Which timeout expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Timeout {
+    /// The opening handshake did not complete in `handshake_timeout`.
+    Handshake,
+    /// The peer did not answer our Close in `close_timeout`.
+    CloseHandshake,
+}
+
+/// The one error type of `silverback`.
+///
+/// Small (one pointer) and opaque; ask it questions:
+/// - [`is_closed`](Self::is_closed): the connection ended cleanly (or was
+///   used after it ended);
+/// - [`is_unexpected_close`](Self::is_unexpected_close): gorilla's
+///   `IsUnexpectedCloseError`;
+/// - [`close_code`](Self::close_code), [`close_frame`](Self::close_frame);
+/// - [`is_timeout`](Self::is_timeout), [`is_protocol`](Self::is_protocol).
+///
+/// ```
+/// use silverback::{CloseCode, Error};
+/// fn log_end(e: &Error) {
+///     if e.is_unexpected_close(&[CloseCode::Normal, CloseCode::GoingAway]) {
+///         eprintln!("unexpected close: {e}");
+///     }
+/// }
+/// ```
+pub struct Error {
+    kind: Box<ErrorKind>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind) -> Self {
+        Self { kind: Box::new(kind) }
+    }
+
+    /// What happened.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// Consumes the error, giving what happened.
+    pub fn into_kind(self) -> ErrorKind {
+        *self.kind
+    }
+
+    /// The connection ended cleanly with a Close handshake
+    /// ([`ErrorKind::Closed`]) or was used after it ended
+    /// ([`ErrorKind::AlreadyClosed`]).
+    pub fn is_closed(&self) -> bool {
+        matches!(*self.kind, ErrorKind::Closed { .. } | ErrorKind::AlreadyClosed)
+    }
+
+    /// The close code this error stands for, if it ends the connection:
+    /// the peer's code for a clean close (1005 when its Close was empty),
+    /// 1006 when the peer vanished, and the code we sent for a protocol
+    /// error.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        match &*self.kind {
+            ErrorKind::Closed { frame, .. } => Some(frame.as_ref().map_or(CloseCode::NoStatusReceived, |f| f.code)),
+            ErrorKind::Abnormal(_) => Some(CloseCode::Abnormal),
+            ErrorKind::Protocol(p) => Some(p.close_code()),
+            _ => None,
+        }
+    }
+
+    /// Like gorilla's `IsUnexpectedCloseError`: true when this error ends
+    /// the connection with a close code ([`close_code`](Self::close_code))
+    /// that is not in `expected`.
+    ///
+    /// A peer that vanished counts as code 1006, so
+    /// `is_unexpected_close(&[CloseCode::Normal, CloseCode::GoingAway])` is
+    /// true for a dropped connection and false for a tab being closed.
+    pub fn is_unexpected_close(&self, expected: &[CloseCode]) -> bool {
+        self.close_code().is_some_and(|c| !expected.contains(&c))
+    }
+
+    /// The peer's Close frame, for a clean close.
+    pub fn close_frame(&self) -> Option<&CloseFrame> {
+        match &*self.kind {
+            ErrorKind::Closed { frame, .. } => frame.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// A timeout expired.
+    pub fn is_timeout(&self) -> bool {
+        matches!(*self.kind, ErrorKind::Timeout(_))
+    }
+
+    /// The peer broke the protocol.
+    pub fn is_protocol(&self) -> bool {
+        matches!(*self.kind, ErrorKind::Protocol(_))
+    }
+
+    /// The handshake failed (refused by us, or a bad response).
+    pub fn is_handshake(&self) -> bool {
+        matches!(*self.kind, ErrorKind::Rejected(_) | ErrorKind::Handshake(_)) || self.is_handshake_timeout()
+    }
+
+    fn is_handshake_timeout(&self) -> bool {
+        matches!(*self.kind, ErrorKind::Timeout(Timeout::Handshake))
+    }
+
+    pub(crate) fn abnormal(e: Option<io::Error>) -> Self {
+        Self::new(ErrorKind::Abnormal(e))
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.kind, f)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.kind {
+            ErrorKind::Closed { frame: Some(fr), by_us } => {
+                let who = if *by_us { "closed by us" } else { "closed by peer" };
+                write!(f, "connection {who}: {fr}")
+            }
+            ErrorKind::Closed { frame: None, by_us } => {
+                let who = if *by_us { "closed by us" } else { "closed by peer" };
+                write!(f, "connection {who} without status (1005)")
+            }
+            ErrorKind::AlreadyClosed => f.write_str("connection already closed"),
+            ErrorKind::Closing => f.write_str("connection is closing: no message may follow the Close frame"),
+            ErrorKind::Abnormal(Some(e)) => write!(f, "connection closed abnormally (1006): {e}"),
+            ErrorKind::Abnormal(None) => f.write_str("connection closed abnormally (1006): end of stream without Close frame"),
+            ErrorKind::Protocol(p) => write!(f, "protocol error, closed with {}: {p}", p.close_code()),
+            ErrorKind::InvalidSend(e) => write!(f, "invalid send: {e}"),
+            ErrorKind::Timeout(Timeout::Handshake) => f.write_str("opening handshake timed out"),
+            ErrorKind::Timeout(Timeout::CloseHandshake) => f.write_str("close handshake timed out"),
+            ErrorKind::Rejected(r) => write!(f, "upgrade refused: {r}"),
+            ErrorKind::Handshake(e) => write!(f, "handshake failed: {e}"),
+            ErrorKind::WriteBufferFull => f.write_str("write buffer full: the peer is not reading"),
+            ErrorKind::Io(e) => write!(f, "I/O error: {e}"),
+            ErrorKind::InvalidUrl(u) => write!(f, "invalid URL: {u}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &*self.kind {
+            ErrorKind::Abnormal(Some(e)) | ErrorKind::Io(e) => Some(e),
+            ErrorKind::Protocol(e) => Some(e),
+            ErrorKind::InvalidSend(e) => Some(e),
+            ErrorKind::Rejected(e) => Some(e),
+            ErrorKind::Handshake(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Self::new(ErrorKind::Io(e))
+    }
+}
+
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Closing => Self::new(ErrorKind::Closing),
+            other => Self::new(ErrorKind::InvalidSend(other)),
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        match e.into_kind() {
+            ErrorKind::Io(e) | ErrorKind::Abnormal(Some(e)) => e,
+            other => io::Error::other(Error::new(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicates() {
+        let clean = Error::new(ErrorKind::Closed {
+            frame: Some(CloseFrame::new(CloseCode::GoingAway, "tab closed")),
+            by_us: false,
+        });
+        assert!(clean.is_closed());
+        assert_eq!(clean.close_code(), Some(CloseCode::GoingAway));
+        assert!(!clean.is_unexpected_close(&[CloseCode::Normal, CloseCode::GoingAway]));
+        assert!(clean.is_unexpected_close(&[CloseCode::Normal]));
+
+        let empty = Error::new(ErrorKind::Closed { frame: None, by_us: false });
+        assert_eq!(empty.close_code(), Some(CloseCode::NoStatusReceived));
+
+        let dropped = Error::abnormal(None);
+        assert!(!dropped.is_closed());
+        assert_eq!(dropped.close_code(), Some(CloseCode::Abnormal));
+        assert!(dropped.is_unexpected_close(&[CloseCode::Normal, CloseCode::GoingAway]));
+
+        let proto = Error::new(ErrorKind::Protocol(ProtocolError::InvalidUtf8));
+        assert!(proto.is_protocol());
+        assert_eq!(proto.close_code(), Some(CloseCode::InvalidPayload));
+
+        let misuse = Error::new(ErrorKind::AlreadyClosed);
+        assert!(misuse.is_closed());
+        assert!(!misuse.is_unexpected_close(&[]));
+
+        assert!(Error::new(ErrorKind::Timeout(Timeout::CloseHandshake)).is_timeout());
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+}

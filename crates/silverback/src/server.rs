@@ -1,0 +1,389 @@
+//! The server side: [`Upgrader`] turns an HTTP upgrade request into a
+//! [`WebSocket`], on a raw transport or (feature `hyper`) in a hyper service.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use silverback_proto::handshake::server::{
+    accept_response, negotiate_subprotocol, parse_request, same_origin, validate_request, write_response, Rejection,
+};
+use silverback_proto::handshake::HeadLimits;
+use silverback_proto::Role;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::error::{Error, ErrorKind, Timeout};
+use crate::{Config, WebSocket};
+
+/// The parts of an upgrade request an origin check can look at.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The request target.
+    pub uri: &'a Uri,
+    /// The HTTP version.
+    pub version: Version,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> RequestHead<'a> {
+    /// The head of `req`.
+    pub fn of<B>(req: &'a Request<B>) -> Self {
+        Self {
+            method: req.method(),
+            uri: req.uri(),
+            version: req.version(),
+            headers: req.headers(),
+        }
+    }
+
+    /// The `Origin` header, if present and text.
+    pub fn origin(&self) -> Option<&'a str> {
+        self.headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `Host` header, if present and text.
+    pub fn host(&self) -> Option<&'a str> {
+        self.headers.get(http::header::HOST).and_then(|v| v.to_str().ok())
+    }
+}
+
+type OriginCheck = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
+
+/// Upgrades HTTP requests to WebSocket connections: gorilla's `Upgrader`.
+///
+/// Cheap to clone (share one per server). Defaults are safe: a browser
+/// request from another origin is refused with 403 (requests without
+/// `Origin` are allowed), messages are limited to 64 MiB and frames to
+/// 16 MiB, the handshake must complete in 10 s.
+///
+/// ```no_run
+/// use silverback::{CloseCode, Message, Upgrader};
+/// use tokio::net::TcpListener;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let upgrader = Upgrader::new()
+///     .read_buffer_size(1024)
+///     .write_buffer_size(1024)
+///     .check_origin(|_req| true); // accept any origin, as the Go article does
+/// let listener = TcpListener::bind("127.0.0.1:8080").await?;
+/// loop {
+///     let (stream, _) = listener.accept().await?;
+///     let upgrader = upgrader.clone();
+///     tokio::spawn(async move {
+///         let Ok(mut ws) = upgrader.upgrade(stream).await else { return };
+///         loop {
+///             match ws.recv().await {
+///                 Ok(msg) => { if ws.send(msg).await.is_err() { break } }
+///                 Err(e) if e.is_unexpected_close(&[CloseCode::GoingAway]) => {
+///                     eprintln!("unexpected close: {e}");
+///                     break;
+///                 }
+///                 Err(_) => break,
+///             }
+///         }
+///     });
+/// }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Upgrader {
+    config: Config,
+    check_origin: Option<OriginCheck>,
+    subprotocols: Arc<[String]>,
+    head_limits: HeadLimits,
+}
+
+impl Default for Upgrader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Upgrader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upgrader")
+            .field("config", &self.config)
+            .field("custom_origin_check", &self.check_origin.is_some())
+            .field("subprotocols", &self.subprotocols)
+            .field("head_limits", &self.head_limits)
+            .finish()
+    }
+}
+
+/// What [`Upgrader::negotiate`] decided for an acceptable request.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The `101 Switching Protocols` response to send.
+    pub response: Response<()>,
+    /// The subprotocol chosen.
+    pub protocol: Option<String>,
+}
+
+impl Upgrader {
+    /// An upgrader with the default settings.
+    pub fn new() -> Self {
+        Self {
+            config: Config::default(),
+            check_origin: None,
+            subprotocols: Arc::from(Vec::new()),
+            head_limits: HeadLimits::default(),
+        }
+    }
+
+    /// Replaces all connection settings.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The connection settings.
+    pub fn get_config(&self) -> &Config {
+        &self.config
+    }
+
+    /// See [`Config::read_buffer_size`].
+    pub fn read_buffer_size(mut self, n: usize) -> Self {
+        self.config = self.config.read_buffer_size(n);
+        self
+    }
+
+    /// See [`Config::write_buffer_size`].
+    pub fn write_buffer_size(mut self, n: usize) -> Self {
+        self.config = self.config.write_buffer_size(n);
+        self
+    }
+
+    /// See [`Config::max_message_size`].
+    pub fn max_message_size(mut self, n: usize) -> Self {
+        self.config = self.config.max_message_size(n);
+        self
+    }
+
+    /// See [`Config::max_frame_size`].
+    pub fn max_frame_size(mut self, n: usize) -> Self {
+        self.config = self.config.max_frame_size(n);
+        self
+    }
+
+    /// See [`Config::handshake_timeout`].
+    pub fn handshake_timeout(mut self, d: Duration) -> Self {
+        self.config = self.config.handshake_timeout(d);
+        self
+    }
+
+    /// See [`Config::close_timeout`].
+    pub fn close_timeout(mut self, d: Duration) -> Self {
+        self.config = self.config.close_timeout(d);
+        self
+    }
+
+    /// Replaces the origin policy. Return `true` to accept the request.
+    /// The default is [`same_origin`]: no `Origin` header, or an origin
+    /// whose host and port equal the `Host` header.
+    pub fn check_origin<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static,
+    {
+        self.check_origin = Some(Arc::new(f));
+        self
+    }
+
+    /// The subprotocols this server speaks, most preferred first. The
+    /// first one the client also offers is chosen.
+    pub fn subprotocols<I, P>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.subprotocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Largest request head accepted (default 16 KiB) and most header
+    /// fields (default 64); beyond either, 431.
+    pub fn max_request_head(mut self, bytes: usize, headers: usize) -> Self {
+        self.head_limits = HeadLimits {
+            max_head_size: bytes,
+            max_headers: headers,
+        };
+        self
+    }
+
+    /// Decides on an upgrade request: validation (RFC 6455 §4.2.1), the
+    /// origin policy (403), the subprotocol.
+    pub fn negotiate<B>(&self, req: &Request<B>) -> Result<Accepted, Rejection> {
+        let up = validate_request(req)?;
+        let head = RequestHead::of(req);
+        let allowed = match &self.check_origin {
+            Some(check) => check(&head),
+            None => same_origin(req),
+        };
+        if !allowed {
+            return Err(Rejection::new(
+                http::StatusCode::FORBIDDEN,
+                "cross-origin WebSocket request refused",
+            ));
+        }
+        let protocol = negotiate_subprotocol(&up.protocols, &self.subprotocols).map(str::to_owned);
+        let response = accept_response(&up.key, protocol.as_deref(), None)?;
+        Ok(Accepted { response, protocol })
+    }
+
+    /// Reads the HTTP request from `stream`, and upgrades it (or refuses
+    /// it with the right HTTP response). The whole handshake is bounded by
+    /// the handshake timeout.
+    pub async fn upgrade<S>(&self, stream: S) -> Result<WebSocket<S>, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.read_request(stream).await?.upgrade(self).await
+    }
+
+    /// Reads the HTTP request head from `stream` (bounded in size and by
+    /// the handshake timeout), for a server that routes before upgrading.
+    /// A malformed or oversized head is answered with 400/431.
+    pub async fn read_request<S>(&self, mut stream: S) -> Result<Incoming<S>, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let deadline = Instant::now() + self.config.handshake_timeout;
+        let mut buf = BytesMut::with_capacity(1024);
+        let read = async {
+            loop {
+                match parse_request(&buf, self.head_limits) {
+                    Ok(Some((req, len))) => {
+                        let _ = buf.split_to(len);
+                        return Ok(req);
+                    }
+                    Ok(None) => {}
+                    Err(rej) => return Err(Some(rej)),
+                }
+                buf.reserve(1024);
+                match stream.read_buf(&mut buf).await {
+                    Ok(0) => return Err(None),
+                    Ok(_) => {}
+                    Err(_) => return Err(None),
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, read).await {
+            Err(_) => Err(Error::new(ErrorKind::Timeout(Timeout::Handshake))),
+            Ok(Err(None)) => Err(Error::new(ErrorKind::Io(std::io::ErrorKind::UnexpectedEof.into()))),
+            Ok(Err(Some(rej))) => {
+                let _ = tokio::time::timeout_at(deadline, send_rejection(&mut stream, &rej)).await;
+                Err(Error::new(ErrorKind::Rejected(rej)))
+            }
+            Ok(Ok(request)) => Ok(Incoming {
+                request,
+                stream,
+                buffered: buf,
+                deadline,
+            }),
+        }
+    }
+}
+
+async fn send_rejection<S: AsyncWrite + Unpin>(stream: &mut S, rej: &Rejection) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    write_response(&rej.to_response(), &mut out);
+    stream.write_all(&out).await?;
+    stream.flush().await?;
+    stream.shutdown().await
+}
+
+/// An HTTP request read from a raw transport, not yet upgraded: route on
+/// it, then [`upgrade`](Self::upgrade) it or [`respond`](Self::respond).
+///
+/// ```no_run
+/// # async fn f(stream: tokio::net::TcpStream) -> Result<(), silverback::Error> {
+/// let upgrader = silverback::Upgrader::new();
+/// let incoming = upgrader.read_request(stream).await?;
+/// if incoming.request().uri().path() == "/ws" {
+///     let mut ws = incoming.upgrade(&upgrader).await?;
+///     // ...
+/// } else {
+///     let resp = http::Response::builder().status(404).body("not found\n").unwrap();
+///     incoming.respond(resp).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Incoming<S> {
+    request: Request<()>,
+    stream: S,
+    buffered: BytesMut,
+    deadline: Instant,
+}
+
+impl<S> Incoming<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// The request head.
+    pub fn request(&self) -> &Request<()> {
+        &self.request
+    }
+
+    /// Whether it asks for a WebSocket upgrade (`Upgrade: websocket`).
+    pub fn is_upgrade(&self) -> bool {
+        silverback_proto::handshake::header_has_token(self.request.headers(), http::header::UPGRADE, "websocket")
+    }
+
+    /// Upgrades: sends `101 Switching Protocols` and returns the
+    /// connection, or sends the refusal (400, 403, 405, 426, with a one-line
+    /// body) and returns [`ErrorKind::Rejected`]. Bytes the client sent
+    /// right after its request are kept for the WebSocket.
+    pub async fn upgrade(mut self, upgrader: &Upgrader) -> Result<WebSocket<S>, Error> {
+        match upgrader.negotiate(&self.request) {
+            Ok(acc) => {
+                let mut out = Vec::with_capacity(256);
+                write_response(&acc.response.map(|()| ""), &mut out);
+                let write = async {
+                    self.stream.write_all(&out).await?;
+                    self.stream.flush().await
+                };
+                match tokio::time::timeout_at(self.deadline, write).await {
+                    Err(_) => return Err(Error::new(ErrorKind::Timeout(Timeout::Handshake))),
+                    Ok(Err(e)) => return Err(Error::new(ErrorKind::Io(e))),
+                    Ok(Ok(())) => {}
+                }
+                let mut ws = WebSocket::from_raw_socket(self.stream, Role::Server, upgrader.config, &self.buffered);
+                ws.set_protocol(acc.protocol);
+                tracing::debug!(path = %self.request.uri().path(), protocol = ?ws.protocol(), "WebSocket opened");
+                Ok(ws)
+            }
+            Err(rej) => {
+                tracing::debug!(rejection = %rej, "upgrade refused");
+                let _ = tokio::time::timeout_at(self.deadline, send_rejection(&mut self.stream, &rej)).await;
+                Err(Error::new(ErrorKind::Rejected(rej)))
+            }
+        }
+    }
+
+    /// Answers with a plain HTTP response (a `Content-Length` is added)
+    /// and closes the connection.
+    pub async fn respond<B: AsRef<[u8]>>(mut self, response: Response<B>) -> Result<(), Error> {
+        let mut out = Vec::new();
+        write_response(&response, &mut out);
+        let write = async {
+            self.stream.write_all(&out).await?;
+            self.stream.flush().await?;
+            self.stream.shutdown().await
+        };
+        match tokio::time::timeout_at(self.deadline, write).await {
+            Err(_) => Err(Error::new(ErrorKind::Timeout(Timeout::Handshake))),
+            Ok(r) => r.map_err(Error::from),
+        }
+    }
+
+    /// The request, the transport and the bytes read past the request head.
+    pub fn into_parts(self) -> (Request<()>, S, BytesMut) {
+        (self.request, self.stream, self.buffered)
+    }
+}

@@ -1,0 +1,217 @@
+//! The reader and writer halves of a split [`WebSocket`].
+
+use std::fmt;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
+
+use futures_core::Stream;
+use futures_sink::Sink;
+use silverback_proto::{CloseCode, Message, OpCode};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::{Error, WebSocket};
+
+struct Shared<S> {
+    ws: Mutex<WebSocket<S>>,
+    reader_alive: AtomicBool,
+}
+
+impl<S> Shared<S> {
+    /// The lock is only held inside a poll, never across an await, so it is
+    /// never contended for long; a panic while holding it leaves the
+    /// connection usable (its state is updated before any I/O result is
+    /// acted on).
+    fn lock(&self) -> MutexGuard<'_, WebSocket<S>> {
+        self.ws.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The receiving half of a split [`WebSocket`]; see [`WebSocket::split`].
+pub struct WsReader<S> {
+    shared: Arc<Shared<S>>,
+}
+
+/// The sending half of a split [`WebSocket`]; see [`WebSocket::split`].
+///
+/// Pings from the peer are answered by the reader half, so keep calling
+/// [`WsReader::recv`].
+pub struct WsWriter<S> {
+    shared: Arc<Shared<S>>,
+}
+
+pub(crate) fn split<S>(ws: WebSocket<S>) -> (WsReader<S>, WsWriter<S>) {
+    let shared = Arc::new(Shared {
+        ws: Mutex::new(ws),
+        reader_alive: AtomicBool::new(true),
+    });
+    (WsReader { shared: shared.clone() }, WsWriter { shared })
+}
+
+impl<S> fmt::Debug for WsReader<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsReader").finish_non_exhaustive()
+    }
+}
+
+impl<S> fmt::Debug for WsWriter<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsWriter").finish_non_exhaustive()
+    }
+}
+
+impl<S> Drop for WsReader<S> {
+    fn drop(&mut self) {
+        self.shared.reader_alive.store(false, Ordering::Release);
+        // A writer waiting for us to read the peer's Close must now read
+        // by itself.
+        let mut ws = self.shared.lock();
+        ws.wake_finish_waiters();
+    }
+}
+
+impl<S> WsReader<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Receives the next data message; see [`WebSocket::recv`].
+    pub async fn recv(&mut self) -> Result<Message, Error> {
+        poll_fn(|cx| {
+            let mut ws = self.shared.lock();
+            let res = ws.poll_recv(cx);
+            if res.is_pending() {
+                // If the writer ends the connection (close timeout), wake us.
+                ws.register_finish_waker(cx.waker());
+            }
+            res
+        })
+        .await
+    }
+
+    /// Whether `self` and `writer` came from the same [`WebSocket`].
+    pub fn is_pair_of(&self, writer: &WsWriter<S>) -> bool {
+        Arc::ptr_eq(&self.shared, &writer.shared)
+    }
+
+    /// Puts the halves back together.
+    ///
+    /// # Panics
+    /// If they do not come from the same `WebSocket`.
+    pub fn reunite(self, writer: WsWriter<S>) -> WebSocket<S> {
+        assert!(self.is_pair_of(&writer), "reunite: halves of different WebSockets");
+        let shared = self.shared.clone();
+        drop(self);
+        drop(writer);
+        match Arc::try_unwrap(shared) {
+            Ok(s) => s.ws.into_inner().unwrap_or_else(|e| e.into_inner()),
+            Err(_) => unreachable!("both halves were dropped"),
+        }
+    }
+}
+
+impl<S> WsWriter<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Sends a message and flushes it; see [`WebSocket::send`].
+    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        let msg = msg.into();
+        let flush = {
+            let mut ws = self.shared.lock();
+            ws.queue(&msg)?;
+            ws.should_flush()
+        };
+        if flush {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one fragment of a message; see [`WebSocket::send_fragment`].
+    pub async fn send_fragment(&mut self, opcode: OpCode, payload: &[u8], fin: bool) -> Result<(), Error> {
+        {
+            let mut ws = self.shared.lock();
+            ws.check_open()?;
+            ws.conn_mut().send_fragment(opcode, payload, fin)?;
+        }
+        self.flush().await
+    }
+
+    /// Sends a Ping; see [`WebSocket::ping`].
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        {
+            let mut ws = self.shared.lock();
+            ws.check_open()?;
+            ws.conn_mut().ping(payload)?;
+        }
+        self.flush().await
+    }
+
+    /// Writes out everything queued.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.shared.lock().poll_flush_out(cx)).await
+    }
+
+    /// Closes the connection; see [`WebSocket::close`]. While the reader
+    /// half is alive, it does the reading (and still receives the messages
+    /// the peer sent before its Close); this call completes when the reader
+    /// has seen the peer's Close, or after `close_timeout`.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.shared.lock().start_close(code, reason)?;
+        poll_fn(|cx| self.poll_finish(cx)).await;
+        self.shared.lock().close_result()
+    }
+
+    fn poll_finish(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let read = !self.shared.reader_alive.load(Ordering::Acquire);
+        let mut ws = self.shared.lock();
+        let res = ws.poll_finish(cx, read);
+        if res.is_pending() {
+            ws.register_finish_waker(cx.waker());
+        }
+        res
+    }
+}
+
+impl<S> Stream for WsReader<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let res = {
+            let mut ws = self.shared.lock();
+            Pin::new(&mut *ws).poll_next(cx)
+        };
+        res
+    }
+}
+
+impl<S> Sink<Message> for WsWriter<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut ws = self.shared.lock();
+        Pin::new(&mut *ws).poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.shared.lock().queue(&item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.shared.lock().poll_flush_out(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.shared.lock().start_close(CloseCode::Normal, "")?;
+        ready!(self.poll_finish(cx));
+        Poll::Ready(self.shared.lock().close_result())
+    }
+}

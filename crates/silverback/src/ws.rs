@@ -1,0 +1,539 @@
+//! `WebSocket<S>`: one connection over any `AsyncRead + AsyncWrite`.
+
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
+
+use bytes::BytesMut;
+use futures_core::Stream;
+use futures_sink::Sink;
+use silverback_proto::{CloseCode, CloseFrame, Connection, Event, Message, OpCode, ProtocolError, Role};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+
+use crate::error::{Error, ErrorKind, Timeout};
+use crate::Config;
+
+/// How the connection ended, kept so it can be reported.
+#[derive(Debug)]
+enum End {
+    Clean { frame: Option<CloseFrame>, by_us: bool },
+    Abnormal(Option<io::Error>),
+    Protocol(ProtocolError),
+    CloseTimeout,
+}
+
+/// A WebSocket connection over a transport `S` (a `TcpStream`, a TLS
+/// stream, hyper's `Upgraded`, or any `AsyncRead + AsyncWrite + Unpin`).
+///
+/// - [`recv`](Self::recv) returns the next data message. Pings are
+///   answered and Close frames echoed for you; when the peer closes, `recv`
+///   returns an [`Error`] for which [`Error::is_closed`] is true and that
+///   carries the peer's code and reason.
+/// - [`send`](Self::send) queues a message and writes it out (see *write
+///   coalescing* in the crate docs for when exactly).
+/// - [`close`](Self::close) runs the closing handshake.
+/// - [`split`](Self::split) gives a reader and a writer for two tasks.
+///
+/// It also implements [`Stream`] of messages and [`Sink`] of messages.
+pub struct WebSocket<S> {
+    io: S,
+    conn: Connection,
+    config: Config,
+    protocol: Option<String>,
+    /// We sent our Close before receiving the peer's.
+    close_initiated: bool,
+    /// The transport is done (shut down or failed); no more I/O.
+    finished: bool,
+    /// How the connection ended, once known.
+    end: Option<End>,
+    /// `end` was reported by `recv`; later calls get `AlreadyClosed`.
+    reported: bool,
+    close_timer: Option<Pin<Box<Sleep>>>,
+    /// Tasks to wake when the connection finishes (split halves).
+    finish_wakers: Vec<Waker>,
+}
+
+impl<S> fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("conn", &self.conn)
+            .field("protocol", &self.protocol)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> WebSocket<S> {
+    pub(crate) fn wake_finish_waiters(&mut self) {
+        for w in self.finish_wakers.drain(..) {
+            w.wake();
+        }
+    }
+}
+
+impl<S> WebSocket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Wraps a transport on which the opening handshake is already done.
+    ///
+    /// `buffered` holds bytes read past the handshake (they belong to the
+    /// WebSocket stream and are parsed first).
+    pub fn from_raw_socket(io: S, role: Role, config: Config, buffered: &[u8]) -> Self {
+        let mut conn = Connection::with_config(role, config.proto());
+        conn.receive_data(buffered);
+        Self {
+            io,
+            conn,
+            config,
+            protocol: None,
+            close_initiated: false,
+            finished: false,
+            end: None,
+            reported: false,
+            close_timer: None,
+            finish_wakers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn set_protocol(&mut self, p: Option<String>) {
+        self.protocol = p;
+    }
+
+    /// The subprotocol agreed in the handshake, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.conn.role()
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The transport, mutably. Reading or writing it directly breaks the
+    /// WebSocket stream.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+
+    /// Whether the connection has ended (the transport is closed).
+    pub fn is_closed(&self) -> bool {
+        self.finished
+    }
+
+    /// Receives the next data message.
+    ///
+    /// Before waiting for input, queued output is flushed, so replies to a
+    /// batch of messages leave in one write. Returns an error when the
+    /// connection ends: [`Error::is_closed`] for a clean close (the peer's
+    /// Close was already answered and the transport closed), otherwise the
+    /// cause (peer vanished: 1006, protocol error: the code we sent, ...).
+    /// Once the end was reported, further calls fail with
+    /// [`ErrorKind::AlreadyClosed`].
+    ///
+    /// Cancel safe: a message is never lost if the future is dropped.
+    pub async fn recv(&mut self) -> Result<Message, Error> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Queues `msg` and writes it out, unless more received input is
+    /// already waiting to be handled and the write buffer is below
+    /// `write_buffer_size`: then the message leaves with the next flush
+    /// (at the latest when [`recv`](Self::recv) waits for input), together
+    /// with the other replies. Call [`flush`](Self::flush) to force it.
+    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        self.queue(&msg.into())?;
+        if self.should_flush() {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one fragment of a message (`OpCode::Text`/`Binary` first, then
+    /// `OpCode::Continuation`; `fin` on the last one), and flushes it.
+    pub async fn send_fragment(&mut self, opcode: OpCode, payload: &[u8], fin: bool) -> Result<(), Error> {
+        self.check_open()?;
+        self.conn.send_fragment(opcode, payload, fin)?;
+        self.flush().await
+    }
+
+    /// Sends a Ping with `payload` (at most 125 bytes) and flushes it.
+    /// The Pong is consumed by `recv`.
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.check_open()?;
+        self.conn.ping(payload)?;
+        self.flush().await
+    }
+
+    /// Writes out everything queued.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_flush_out(cx)).await
+    }
+
+    /// Closes the connection: sends a Close frame with `code` and `reason`
+    /// after what was queued before it, waits for the peer's Close (up to
+    /// `close_timeout`; data messages arriving meanwhile are dropped), then
+    /// closes the transport (a client first gives the server the chance to
+    /// close TCP, as RFC 6455 §7.1.1 asks).
+    ///
+    /// Returns `Ok(())` once the closing handshake completed;
+    /// [`Timeout::CloseHandshake`] if the peer did not answer in time.
+    /// Calling it again, or after the peer closed, is fine: it returns how
+    /// the connection ended.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.start_close(code, reason)?;
+        poll_fn(|cx| self.poll_finish(cx, true)).await;
+        self.close_result()
+    }
+
+    // ----- internals shared with the split halves --------------------------
+
+    pub(crate) fn check_open(&self) -> Result<(), Error> {
+        if self.finished || self.conn.close_sent().is_some() {
+            return Err(if self.finished {
+                Error::new(ErrorKind::AlreadyClosed)
+            } else {
+                Error::new(ErrorKind::Closing)
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn queue(&mut self, msg: &Message) -> Result<(), Error> {
+        self.check_open()?;
+        if self.conn.data_to_send().len() > self.config.max_write_buffer_size {
+            return Err(Error::new(ErrorKind::WriteBufferFull));
+        }
+        self.conn.send(msg)?;
+        Ok(())
+    }
+
+    /// Flush now, or leave the output to ride with the replies to input
+    /// that is already buffered?
+    pub(crate) fn should_flush(&self) -> bool {
+        self.conn.buffered_input() == 0 || self.conn.data_to_send().len() >= self.config.write_buffer_size
+    }
+
+    pub(crate) fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if self.finished || self.conn.close_sent().is_some() {
+            return Ok(());
+        }
+        self.conn.close(code, reason)?;
+        if self.conn.close_received().is_none() {
+            self.close_initiated = true;
+        }
+        tracing::debug!(code = %code, reason, "sent Close");
+        Ok(())
+    }
+
+    pub(crate) fn close_result(&mut self) -> Result<(), Error> {
+        match &mut self.end {
+            Some(End::Clean { .. }) => Ok(()),
+            Some(End::CloseTimeout) => Err(Error::new(ErrorKind::Timeout(Timeout::CloseHandshake))),
+            Some(End::Protocol(e)) => Err(Error::new(ErrorKind::Protocol(e.clone()))),
+            Some(End::Abnormal(e)) => Err(Error::abnormal(e.take())),
+            None => Err(Error::new(ErrorKind::AlreadyClosed)),
+        }
+    }
+
+    /// The end of the connection as an error, once.
+    fn report_end(&mut self) -> Error {
+        if self.reported {
+            return Error::new(ErrorKind::AlreadyClosed);
+        }
+        self.reported = true;
+        match self.end.take() {
+            Some(End::Clean { frame, by_us }) => {
+                self.end = Some(End::Clean {
+                    frame: frame.clone(),
+                    by_us,
+                });
+                Error::new(ErrorKind::Closed { frame, by_us })
+            }
+            Some(End::Abnormal(e)) => {
+                self.end = Some(End::Abnormal(None));
+                Error::abnormal(e)
+            }
+            Some(End::Protocol(p)) => {
+                self.end = Some(End::Protocol(p.clone()));
+                Error::new(ErrorKind::Protocol(p))
+            }
+            Some(End::CloseTimeout) => {
+                self.end = Some(End::CloseTimeout);
+                Error::new(ErrorKind::Timeout(Timeout::CloseHandshake))
+            }
+            None => Error::new(ErrorKind::AlreadyClosed),
+        }
+    }
+
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
+        loop {
+            if self.finished {
+                return Poll::Ready(Err(self.report_end()));
+            }
+            match self.conn.next_event() {
+                Ok(Some(Event::Message(m))) => return Poll::Ready(Ok(m)),
+                Ok(Some(Event::Ping(_) | Event::Pong(_))) => continue,
+                Ok(Some(Event::Close(frame))) => {
+                    tracing::debug!(?frame, "received Close");
+                    ready!(self.poll_finish(cx, true));
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "protocol error");
+                    ready!(self.poll_finish(cx, true));
+                    continue;
+                }
+                Ok(None) => {}
+            }
+            if self.conn.eof_received() {
+                ready!(self.poll_finish(cx, true));
+                continue;
+            }
+            // About to wait for input: send what the handled input produced.
+            if self.conn.has_data_to_send() {
+                match self.poll_write_out(cx) {
+                    Poll::Ready(Err(e)) => {
+                        self.finish(End::Abnormal(Some(e)));
+                        continue;
+                    }
+                    Poll::Pending if self.conn.data_to_send().len() > self.config.max_write_buffer_size => {
+                        // The peer reads nothing: stop reading too (pongs
+                        // would pile up) until the output drains.
+                        return Poll::Pending;
+                    }
+                    _ => {}
+                }
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) => self.conn.receive_eof(),
+                Ok(_) => {}
+                Err(e) => self.finish(End::Abnormal(Some(e))),
+            }
+        }
+    }
+
+    /// Reads once into the connection's input buffer.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let want = self.config.read_buffer_size.max(self.conn.bytes_needed());
+        let buf: &mut BytesMut = self.conn.read_buf();
+        buf.reserve(want);
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf)
+    }
+
+    /// Writes queued output (without flushing the transport).
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.conn.has_data_to_send() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.conn.data_to_send()))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.conn.advance_data_to_send(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    pub(crate) fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.finished {
+            return Poll::Ready(if self.conn.has_data_to_send() {
+                Err(Error::new(ErrorKind::AlreadyClosed))
+            } else {
+                Ok(())
+            });
+        }
+        let res = match ready!(self.poll_write_out(cx)) {
+            Ok(()) => ready!(Pin::new(&mut self.io).poll_flush(cx)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = res {
+            let kind = e.kind();
+            self.finish(End::Abnormal(Some(e)));
+            return Poll::Ready(Err(Error::abnormal(Some(kind.into()))));
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn finish(&mut self, end: End) {
+        if self.end.is_none() {
+            self.end = Some(end);
+        }
+        self.finished = true;
+        self.close_timer = None;
+        self.conn.read_buf().clear();
+        self.conn.shrink_buffers();
+        for w in self.finish_wakers.drain(..) {
+            w.wake();
+        }
+        tracing::debug!(end = ?self.end, "connection finished");
+    }
+
+    /// The end as known from the protocol state.
+    fn end_from_state(&self) -> End {
+        if let Some(e) = self.conn.failure() {
+            return End::Protocol(e.clone());
+        }
+        match self.conn.close_received() {
+            Some(frame) => End::Clean {
+                frame: frame.clone(),
+                by_us: self.close_initiated,
+            },
+            None => End::Abnormal(None),
+        }
+    }
+
+    /// Drives the connection to its end: flush, wait for the peer's Close
+    /// (reading, if `read` is true), close the transport; bounded by
+    /// `close_timeout`.
+    pub(crate) fn poll_finish(&mut self, cx: &mut Context<'_>, read: bool) -> Poll<()> {
+        loop {
+            if self.finished {
+                return Poll::Ready(());
+            }
+            let timeout = self.config.close_timeout;
+            let timer = self
+                .close_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+            if timer.as_mut().poll(cx).is_ready() {
+                let end = if self.conn.close_expected() {
+                    self.end_from_state()
+                } else {
+                    End::CloseTimeout
+                };
+                // Best effort: one attempt to shut down the transport.
+                let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+                self.finish(end);
+                return Poll::Ready(());
+            }
+            if self.conn.has_data_to_send() {
+                match self.poll_write_out(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => {
+                        self.finish(End::Abnormal(Some(e)));
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            let eof = self.conn.eof_received();
+            if self.conn.close_expected() || eof {
+                let server_closes_first = self.conn.role() == Role::Server || self.conn.failure().is_some();
+                if server_closes_first || eof {
+                    let res = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                    let end = match (self.end_from_state(), res) {
+                        (End::Abnormal(None), Err(e)) => End::Abnormal(Some(e)),
+                        (end, _) => end,
+                    };
+                    self.finish(end);
+                    return Poll::Ready(());
+                }
+                // A client waits for the server to close TCP first.
+                self.conn.read_buf().clear();
+            } else if !read {
+                // Another task (the reader half) reads; it wakes us.
+                if !self.finish_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    self.finish_wakers.push(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) => self.conn.receive_eof(),
+                Ok(_) => {
+                    // Waiting for the peer's Close: data is dropped, pings
+                    // are not answered after our Close.
+                    while let Ok(Some(ev)) = self.conn.next_event() {
+                        if let Event::Close(frame) = ev {
+                            tracing::debug!(?frame, "received Close");
+                        }
+                    }
+                }
+                Err(e) => {
+                    let end = match self.end_from_state() {
+                        End::Abnormal(None) => End::Abnormal(Some(e)),
+                        end => end,
+                    };
+                    self.finish(end);
+                    return Poll::Ready(());
+                }
+            }
+        }
+    }
+
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    pub(crate) fn register_finish_waker(&mut self, w: &Waker) {
+        if !self.finish_wakers.iter().any(|x| x.will_wake(w)) {
+            self.finish_wakers.push(w.clone());
+        }
+    }
+
+    /// Splits into a reader and a writer that can be used from two tasks.
+    ///
+    /// The writer's [`close`](crate::WsWriter::close) lets the reader do the
+    /// reading while it waits for the peer's Close (so the reader still
+    /// gets every message sent before it); once the reader half is
+    /// dropped, the writer reads by itself.
+    pub fn split(self) -> (crate::WsReader<S>, crate::WsWriter<S>) {
+        crate::split::split(self)
+    }
+}
+
+impl<S> Stream for WebSocket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    type Item = Result<Message, Error>;
+
+    /// Yields messages; ends (`None`) after a clean close, after yielding
+    /// the error of an abnormal one.
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match ready!(self.poll_recv(cx)) {
+            Ok(m) => Poll::Ready(Some(Ok(m))),
+            Err(e) if e.is_closed() => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+}
+
+impl<S> Sink<Message> for WebSocket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    type Error = Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.conn.data_to_send().len() >= self.config.write_buffer_size {
+            ready!(self.poll_flush_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.queue(&item)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_flush_out(cx)
+    }
+
+    /// Runs the closing handshake with 1000 (Normal).
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.start_close(CloseCode::Normal, "")?;
+        ready!(self.poll_finish(cx, true));
+        Poll::Ready(self.close_result())
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the interop peers the tests talk to, inside the checkout:
+#   .peers/venv   Python virtualenv with `websockets` (PyPI)
+#   .peers/node   Node.js project with `ws` (npm)
+# Idempotent: re-running only checks what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PEERS=$ROOT/.peers
+mkdir -p "$PEERS"
+
+PY_WEBSOCKETS_VERSION=15.0.1
+NODE_WS_VERSION=8.18.3
+
+if ! "$PEERS/venv/bin/python" -c "import websockets, sys; sys.exit(websockets.__version__ != '$PY_WEBSOCKETS_VERSION')" 2>/dev/null; then
+    echo "installing Python websockets==$PY_WEBSOCKETS_VERSION into .peers/venv"
+    python3 -m venv "$PEERS/venv"
+    "$PEERS/venv/bin/pip" install --quiet --disable-pip-version-check "websockets==$PY_WEBSOCKETS_VERSION"
+fi
+
+if [ "$(node -p "require('$PEERS/node/node_modules/ws/package.json').version" 2>/dev/null)" != "$NODE_WS_VERSION" ]; then
+    echo "installing Node ws@$NODE_WS_VERSION into .peers/node"
+    mkdir -p "$PEERS/node"
+    (cd "$PEERS/node" && { [ -f package.json ] || echo '{"name":"silverback-peers","private":true}' > package.json; } \
+        && npm install --silent --no-audit --no-fund "ws@$NODE_WS_VERSION")
+fi
+
+"$PEERS/venv/bin/python" -c "import websockets; print('python websockets', websockets.__version__)"
+node -e "console.log('node ws', require('$PEERS/node/node_modules/ws/package.json').version)"
