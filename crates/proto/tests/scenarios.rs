@@ -274,6 +274,8 @@ fn receive(role: Role, input: &[u8]) -> (Connection, Vec<Event>) {
 /// refuses to send.
 fn assert_failed(conn: &mut Connection, expected: &ProtocolError, code: u16) {
     let role = conn.role();
+    // The rest of the input is dropped with the connection's state.
+    assert_eq!(conn.buffered_input(), 0);
     let out = conn.take_data_to_send();
     assert_masking(role, &parse_frames(&out));
     assert_eq!(close_of(&out), (code, expected.reason().to_owned()));
@@ -1652,6 +1654,9 @@ fn long_close_reason_truncated(role: Role) {
     let mut conn = Connection::new(role);
     conn.close(CloseCode::Normal, &"a".repeat(200)).unwrap();
     assert_eq!(take_close(&mut conn), (1000, "a".repeat(123)));
+    // close_sent reports what went on the wire.
+    let sent = CloseFrame::new(CloseCode::Normal, "a".repeat(123));
+    assert_eq!(conn.close_sent(), Some(&Some(sent)));
 
     // Two-byte characters: 123 is inside the 62nd, so cut to 61 of them.
     let mut conn = Connection::new(role);
