@@ -16,6 +16,9 @@ use tokio::time::Sleep;
 use crate::error::{Error, ErrorKind, Timeout};
 use crate::Config;
 
+/// Most bytes reserved for one read beyond `read_buffer_size`.
+const MAX_READ_AHEAD: usize = 256 * 1024;
+
 /// How the connection ended, kept so it can be reported.
 #[derive(Debug)]
 enum End {
@@ -328,7 +331,12 @@ where
 
     /// Reads once into the connection's input buffer.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let want = self.config.read_buffer_size.max(self.conn.bytes_needed());
+        // Read more at once for a large frame, but never commit memory for
+        // a length the peer only declared: the buffer grows as bytes arrive.
+        let want = self
+            .config
+            .read_buffer_size
+            .max(self.conn.bytes_needed().min(MAX_READ_AHEAD));
         let buf: &mut BytesMut = self.conn.read_buf();
         buf.reserve(want);
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf)
