@@ -5,7 +5,9 @@
 use bytes::BytesMut;
 use http::header::{HeaderName, HeaderValue};
 use http::{Response, Uri};
-use silverback_proto::handshake::client::{build_request, generate_key, parse_response, validate_response, write_request};
+use silverback_proto::handshake::client::{
+    build_request, generate_key, parse_response, validate_response, write_request,
+};
 use silverback_proto::handshake::HeadLimits;
 use silverback_proto::Role;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -89,7 +91,11 @@ impl Dialer {
 
     /// Runs the client handshake for `url` over an already connected
     /// transport.
-    pub async fn handshake<S>(&self, mut stream: S, url: &str) -> Result<(WebSocket<S>, Response<()>), Error>
+    pub async fn handshake<S>(
+        &self,
+        mut stream: S,
+        url: &str,
+    ) -> Result<(WebSocket<S>, Response<()>), Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -106,20 +112,25 @@ impl Dialer {
             stream.flush().await?;
             let mut buf = BytesMut::with_capacity(1024);
             loop {
-                if let Some((resp, len)) = parse_response(&buf, limits).map_err(|e| Error::new(ErrorKind::Handshake(e)))? {
+                if let Some((resp, len)) =
+                    parse_response(&buf, limits).map_err(|e| Error::new(ErrorKind::Handshake(e)))?
+                {
                     let _ = buf.split_to(len);
                     return Ok::<_, Error>((resp, buf));
                 }
                 buf.reserve(1024);
                 if stream.read_buf(&mut buf).await? == 0 {
-                    return Err(Error::abnormal(Some(std::io::ErrorKind::UnexpectedEof.into())));
+                    return Err(Error::abnormal(Some(
+                        std::io::ErrorKind::UnexpectedEof.into(),
+                    )));
                 }
             }
         };
         let (resp, rest) = tokio::time::timeout(self.config.handshake_timeout, exchange)
             .await
             .map_err(|_| Error::new(ErrorKind::Timeout(Timeout::Handshake)))??;
-        let protocol = validate_response(&resp, &key, &protocols).map_err(|e| Error::new(ErrorKind::Handshake(e)))?;
+        let protocol = validate_response(&resp, &key, &protocols)
+            .map_err(|e| Error::new(ErrorKind::Handshake(e)))?;
         let mut ws = WebSocket::from_raw_socket(stream, Role::Client, self.config, &rest);
         ws.set_protocol(protocol);
         Ok((ws, resp))
@@ -132,7 +143,9 @@ fn parse_url(url: &str) -> Result<Uri, Error> {
         .map_err(|e| Error::new(ErrorKind::InvalidUrl(format!("{url}: {e}"))))?;
     match uri.scheme_str() {
         Some("ws") | Some("wss") if uri.host().is_some() => Ok(uri),
-        _ => Err(Error::new(ErrorKind::InvalidUrl(format!("{url}: expected ws:// or wss://")))),
+        _ => Err(Error::new(ErrorKind::InvalidUrl(format!(
+            "{url}: expected ws:// or wss://"
+        )))),
     }
 }
 

@@ -82,7 +82,9 @@ pub struct Error {
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind) -> Self {
-        Self { kind: Box::new(kind) }
+        Self {
+            kind: Box::new(kind),
+        }
     }
 
     /// What happened.
@@ -99,7 +101,10 @@ impl Error {
     /// ([`ErrorKind::Closed`]) or was used after it ended
     /// ([`ErrorKind::AlreadyClosed`]).
     pub fn is_closed(&self) -> bool {
-        matches!(*self.kind, ErrorKind::Closed { .. } | ErrorKind::AlreadyClosed)
+        matches!(
+            *self.kind,
+            ErrorKind::Closed { .. } | ErrorKind::AlreadyClosed
+        )
     }
 
     /// The close code this error stands for, if it ends the connection:
@@ -108,7 +113,11 @@ impl Error {
     /// error.
     pub fn close_code(&self) -> Option<CloseCode> {
         match &*self.kind {
-            ErrorKind::Closed { frame, .. } => Some(frame.as_ref().map_or(CloseCode::NoStatusReceived, |f| f.code)),
+            ErrorKind::Closed { frame, .. } => Some(
+                frame
+                    .as_ref()
+                    .map_or(CloseCode::NoStatusReceived, |f| f.code),
+            ),
             ErrorKind::Abnormal(_) => Some(CloseCode::Abnormal),
             ErrorKind::Protocol(p) => Some(p.close_code()),
             _ => None,
@@ -146,7 +155,8 @@ impl Error {
 
     /// The handshake failed (refused by us, or a bad response).
     pub fn is_handshake(&self) -> bool {
-        matches!(*self.kind, ErrorKind::Rejected(_) | ErrorKind::Handshake(_)) || self.is_handshake_timeout()
+        matches!(*self.kind, ErrorKind::Rejected(_) | ErrorKind::Handshake(_))
+            || self.is_handshake_timeout()
     }
 
     fn is_handshake_timeout(&self) -> bool {
@@ -167,19 +177,36 @@ impl fmt::Debug for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &*self.kind {
-            ErrorKind::Closed { frame: Some(fr), by_us } => {
-                let who = if *by_us { "closed by us" } else { "closed by peer" };
+            ErrorKind::Closed {
+                frame: Some(fr),
+                by_us,
+            } => {
+                let who = if *by_us {
+                    "closed by us"
+                } else {
+                    "closed by peer"
+                };
                 write!(f, "connection {who}: {fr}")
             }
             ErrorKind::Closed { frame: None, by_us } => {
-                let who = if *by_us { "closed by us" } else { "closed by peer" };
+                let who = if *by_us {
+                    "closed by us"
+                } else {
+                    "closed by peer"
+                };
                 write!(f, "connection {who} without status (1005)")
             }
             ErrorKind::AlreadyClosed => f.write_str("connection already closed"),
-            ErrorKind::Closing => f.write_str("connection is closing: no message may follow the Close frame"),
+            ErrorKind::Closing => {
+                f.write_str("connection is closing: no message may follow the Close frame")
+            }
             ErrorKind::Abnormal(Some(e)) => write!(f, "connection closed abnormally (1006): {e}"),
-            ErrorKind::Abnormal(None) => f.write_str("connection closed abnormally (1006): end of stream without Close frame"),
-            ErrorKind::Protocol(p) => write!(f, "protocol error, closed with {}: {p}", p.close_code()),
+            ErrorKind::Abnormal(None) => f.write_str(
+                "connection closed abnormally (1006): end of stream without Close frame",
+            ),
+            ErrorKind::Protocol(p) => {
+                write!(f, "protocol error, closed with {}: {p}", p.close_code())
+            }
             ErrorKind::InvalidSend(e) => write!(f, "invalid send: {e}"),
             ErrorKind::Timeout(Timeout::Handshake) => f.write_str("opening handshake timed out"),
             ErrorKind::Timeout(Timeout::CloseHandshake) => f.write_str("close handshake timed out"),
@@ -244,7 +271,10 @@ mod tests {
         assert!(!clean.is_unexpected_close(&[CloseCode::Normal, CloseCode::GoingAway]));
         assert!(clean.is_unexpected_close(&[CloseCode::Normal]));
 
-        let empty = Error::new(ErrorKind::Closed { frame: None, by_us: false });
+        let empty = Error::new(ErrorKind::Closed {
+            frame: None,
+            by_us: false,
+        });
         assert_eq!(empty.close_code(), Some(CloseCode::NoStatusReceived));
 
         let dropped = Error::abnormal(None);

@@ -69,7 +69,7 @@ impl Upgrader {
     ///     }
     /// }
     /// ```
-    #[allow(clippy::result_large_err)]
+    #[allow(clippy::result_large_err, clippy::type_complexity)]
     pub fn upgrade_hyper<B>(
         &self,
         req: &mut Request<B>,
@@ -89,7 +89,8 @@ impl Upgrader {
                 .await
                 .map_err(|_| Error::new(ErrorKind::Timeout(Timeout::Handshake)))?
                 .map_err(|e| Error::new(ErrorKind::Io(std::io::Error::other(e))))?;
-            let mut ws = WebSocket::from_raw_socket(TokioIo::new(upgraded), Role::Server, config, &[]);
+            let mut ws =
+                WebSocket::from_raw_socket(TokioIo::new(upgraded), Role::Server, config, &[]);
             ws.set_protocol(protocol);
             Ok(ws)
         });

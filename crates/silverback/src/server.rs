@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use silverback_proto::handshake::server::{
-    accept_response, negotiate_subprotocol, parse_request, same_origin, validate_request, write_response, Rejection,
+    accept_response, negotiate_subprotocol, parse_request, same_origin, validate_request,
+    write_response, Rejection,
 };
 use silverback_proto::handshake::HeadLimits;
 use silverback_proto::Role;
@@ -44,12 +45,16 @@ impl<'a> RequestHead<'a> {
 
     /// The `Origin` header, if present and text.
     pub fn origin(&self) -> Option<&'a str> {
-        self.headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok())
+        self.headers
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
     }
 
     /// The `Host` header, if present and text.
     pub fn host(&self) -> Option<&'a str> {
-        self.headers.get(http::header::HOST).and_then(|v| v.to_str().ok())
+        self.headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
     }
 }
 
@@ -274,7 +279,9 @@ impl Upgrader {
         };
         match tokio::time::timeout_at(deadline, read).await {
             Err(_) => Err(Error::new(ErrorKind::Timeout(Timeout::Handshake))),
-            Ok(Err(None)) => Err(Error::new(ErrorKind::Io(std::io::ErrorKind::UnexpectedEof.into()))),
+            Ok(Err(None)) => Err(Error::new(ErrorKind::Io(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            ))),
             Ok(Err(Some(rej))) => {
                 let _ = tokio::time::timeout_at(deadline, send_rejection(&mut stream, &rej)).await;
                 Err(Error::new(ErrorKind::Rejected(rej)))
@@ -289,7 +296,10 @@ impl Upgrader {
     }
 }
 
-async fn send_rejection<S: AsyncWrite + Unpin>(stream: &mut S, rej: &Rejection) -> std::io::Result<()> {
+async fn send_rejection<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    rej: &Rejection,
+) -> std::io::Result<()> {
     let mut out = Vec::new();
     write_response(&rej.to_response(), &mut out);
     stream.write_all(&out).await?;
@@ -332,7 +342,11 @@ where
 
     /// Whether it asks for a WebSocket upgrade (`Upgrade: websocket`).
     pub fn is_upgrade(&self) -> bool {
-        silverback_proto::handshake::header_has_token(self.request.headers(), http::header::UPGRADE, "websocket")
+        silverback_proto::handshake::header_has_token(
+            self.request.headers(),
+            http::header::UPGRADE,
+            "websocket",
+        )
     }
 
     /// Upgrades: sends `101 Switching Protocols` and returns the
@@ -353,14 +367,21 @@ where
                     Ok(Err(e)) => return Err(Error::new(ErrorKind::Io(e))),
                     Ok(Ok(())) => {}
                 }
-                let mut ws = WebSocket::from_raw_socket(self.stream, Role::Server, upgrader.config, &self.buffered);
+                let mut ws = WebSocket::from_raw_socket(
+                    self.stream,
+                    Role::Server,
+                    upgrader.config,
+                    &self.buffered,
+                );
                 ws.set_protocol(acc.protocol);
                 tracing::debug!(path = %self.request.uri().path(), protocol = ?ws.protocol(), "WebSocket opened");
                 Ok(ws)
             }
             Err(rej) => {
                 tracing::debug!(rejection = %rej, "upgrade refused");
-                let _ = tokio::time::timeout_at(self.deadline, send_rejection(&mut self.stream, &rej)).await;
+                let _ =
+                    tokio::time::timeout_at(self.deadline, send_rejection(&mut self.stream, &rej))
+                        .await;
                 Err(Error::new(ErrorKind::Rejected(rej)))
             }
         }

@@ -47,7 +47,12 @@ pub(crate) fn split<S>(ws: WebSocket<S>) -> (WsReader<S>, WsWriter<S>) {
         ws: Mutex::new(ws),
         reader_alive: AtomicBool::new(true),
     });
-    (WsReader { shared: shared.clone() }, WsWriter { shared })
+    (
+        WsReader {
+            shared: shared.clone(),
+        },
+        WsWriter { shared },
+    )
 }
 
 impl<S> fmt::Debug for WsReader<S> {
@@ -100,7 +105,10 @@ where
     /// # Panics
     /// If they do not come from the same `WebSocket`.
     pub fn reunite(self, writer: WsWriter<S>) -> WebSocket<S> {
-        assert!(self.is_pair_of(&writer), "reunite: halves of different WebSockets");
+        assert!(
+            self.is_pair_of(&writer),
+            "reunite: halves of different WebSockets"
+        );
         let shared = self.shared.clone();
         drop(self);
         drop(writer);
@@ -115,22 +123,23 @@ impl<S> WsWriter<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    /// Sends a message and flushes it; see [`WebSocket::send`].
+    /// Sends a message and flushes it.
+    ///
+    /// Unlike [`WebSocket::send`], it does not leave the message for the
+    /// next flush when received input is buffered: that flush is the reader
+    /// half's, and the reader may be busy elsewhere for any time.
     pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
-        let msg = msg.into();
-        let flush = {
-            let mut ws = self.shared.lock();
-            ws.queue(&msg)?;
-            ws.should_flush()
-        };
-        if flush {
-            self.flush().await?;
-        }
-        Ok(())
+        self.shared.lock().queue(&msg.into())?;
+        self.flush().await
     }
 
     /// Sends one fragment of a message; see [`WebSocket::send_fragment`].
-    pub async fn send_fragment(&mut self, opcode: OpCode, payload: &[u8], fin: bool) -> Result<(), Error> {
+    pub async fn send_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        fin: bool,
+    ) -> Result<(), Error> {
         {
             let mut ws = self.shared.lock();
             ws.check_open()?;
@@ -182,10 +191,12 @@ where
     type Item = Result<Message, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let res = {
-            let mut ws = self.shared.lock();
-            Pin::new(&mut *ws).poll_next(cx)
-        };
+        let mut ws = self.shared.lock();
+        let res = Pin::new(&mut *ws).poll_next(cx);
+        if res.is_pending() {
+            // As in `recv`: if the writer ends the connection, wake us.
+            ws.register_finish_waker(cx.waker());
+        }
         res
     }
 }

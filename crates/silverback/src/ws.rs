@@ -9,7 +9,9 @@ use std::task::{ready, Context, Poll, Waker};
 use bytes::BytesMut;
 use futures_core::Stream;
 use futures_sink::Sink;
-use silverback_proto::{CloseCode, CloseFrame, Connection, Event, Message, OpCode, ProtocolError, Role};
+use silverback_proto::{
+    CloseCode, CloseFrame, Connection, Event, Message, OpCode, ProtocolError, Role,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 
@@ -22,7 +24,10 @@ const MAX_READ_AHEAD: usize = 256 * 1024;
 /// How the connection ended, kept so it can be reported.
 #[derive(Debug)]
 enum End {
-    Clean { frame: Option<CloseFrame>, by_us: bool },
+    Clean {
+        frame: Option<CloseFrame>,
+        by_us: bool,
+    },
     Abnormal(Option<io::Error>),
     Protocol(ProtocolError),
     CloseTimeout,
@@ -57,6 +62,11 @@ pub struct WebSocket<S> {
     close_timer: Option<Pin<Box<Sleep>>>,
     /// Tasks to wake when the connection finishes (split halves).
     finish_wakers: Vec<Waker>,
+    /// Tasks that found the transport not writable (split halves). The
+    /// transport keeps only the waker of the latest `poll_write`, so when
+    /// the reader and the writer both wait to write, the one it wakes
+    /// passes the news on to the others.
+    write_wakers: Vec<Waker>,
 }
 
 impl<S> fmt::Debug for WebSocket<S> {
@@ -99,6 +109,7 @@ where
             reported: false,
             close_timer: None,
             finish_wakers: Vec::new(),
+            write_wakers: Vec::new(),
         }
     }
 
@@ -167,7 +178,12 @@ where
 
     /// Sends one fragment of a message (`OpCode::Text`/`Binary` first, then
     /// `OpCode::Continuation`; `fin` on the last one), and flushes it.
-    pub async fn send_fragment(&mut self, opcode: OpCode, payload: &[u8], fin: bool) -> Result<(), Error> {
+    pub async fn send_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        fin: bool,
+    ) -> Result<(), Error> {
         self.check_open()?;
         self.conn.send_fragment(opcode, payload, fin)?;
         self.flush().await
@@ -227,7 +243,8 @@ where
     /// Flush now, or leave the output to ride with the replies to input
     /// that is already buffered?
     pub(crate) fn should_flush(&self) -> bool {
-        self.conn.buffered_input() == 0 || self.conn.data_to_send().len() >= self.config.write_buffer_size
+        self.conn.buffered_input() == 0
+            || self.conn.data_to_send().len() >= self.config.write_buffer_size
     }
 
     pub(crate) fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
@@ -310,10 +327,12 @@ where
             if self.conn.has_data_to_send() {
                 match self.poll_write_out(cx) {
                     Poll::Ready(Err(e)) => {
-                        self.finish(End::Abnormal(Some(e)));
+                        self.finish(self.end_after_io_error(e));
                         continue;
                     }
-                    Poll::Pending if self.conn.data_to_send().len() > self.config.max_write_buffer_size => {
+                    Poll::Pending
+                        if self.conn.data_to_send().len() > self.config.max_write_buffer_size =>
+                    {
                         // The peer reads nothing: stop reading too (pongs
                         // would pile up) until the output drains.
                         return Poll::Pending;
@@ -324,7 +343,7 @@ where
             match ready!(self.poll_fill(cx)) {
                 Ok(0) => self.conn.receive_eof(),
                 Ok(_) => {}
-                Err(e) => self.finish(End::Abnormal(Some(e))),
+                Err(e) => self.finish(self.end_after_io_error(e)),
             }
         }
     }
@@ -344,14 +363,34 @@ where
 
     /// Writes queued output (without flushing the transport).
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.conn.has_data_to_send() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, self.conn.data_to_send()))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        let mut progress = false;
+        let res = loop {
+            if !self.conn.has_data_to_send() {
+                break Poll::Ready(Ok(()));
             }
-            self.conn.advance_data_to_send(n);
+            match Pin::new(&mut self.io).poll_write(cx, self.conn.data_to_send()) {
+                Poll::Ready(Ok(0)) => break Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.conn.advance_data_to_send(n);
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        if progress || res.is_ready() {
+            // Output moved (or failed): whoever else waits to write must
+            // look again; the transport only wakes the latest of us.
+            for w in self.write_wakers.drain(..) {
+                if !w.will_wake(cx.waker()) {
+                    w.wake();
+                }
+            }
         }
-        Poll::Ready(Ok(()))
+        if res.is_pending() && !self.write_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            self.write_wakers.push(cx.waker().clone());
+        }
+        res
     }
 
     pub(crate) fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -368,7 +407,7 @@ where
         };
         if let Err(e) = res {
             let kind = e.kind();
-            self.finish(End::Abnormal(Some(e)));
+            self.finish(self.end_after_io_error(e));
             return Poll::Ready(Err(Error::abnormal(Some(kind.into()))));
         }
         Poll::Ready(Ok(()))
@@ -382,7 +421,11 @@ where
         self.close_timer = None;
         self.conn.read_buf().clear();
         self.conn.shrink_buffers();
-        for w in self.finish_wakers.drain(..) {
+        for w in self
+            .finish_wakers
+            .drain(..)
+            .chain(self.write_wakers.drain(..))
+        {
             w.wake();
         }
         tracing::debug!(end = ?self.end, "connection finished");
@@ -399,6 +442,17 @@ where
                 by_us: self.close_initiated,
             },
             None => End::Abnormal(None),
+        }
+    }
+
+    /// The end after the transport failed with `e`: abnormal (1006) only if
+    /// no Close frame was received and the protocol did not fail first (a
+    /// peer may send its Close and reset the connection before our echo is
+    /// written: its code still stands).
+    fn end_after_io_error(&self, e: io::Error) -> End {
+        match self.end_from_state() {
+            End::Abnormal(None) => End::Abnormal(Some(e)),
+            end => end,
         }
     }
 
@@ -429,7 +483,7 @@ where
                 match self.poll_write_out(cx) {
                     Poll::Ready(Ok(())) => {}
                     Poll::Ready(Err(e)) => {
-                        self.finish(End::Abnormal(Some(e)));
+                        self.finish(self.end_after_io_error(e));
                         return Poll::Ready(());
                     }
                     Poll::Pending => return Poll::Pending,
@@ -437,7 +491,8 @@ where
             }
             let eof = self.conn.eof_received();
             if self.conn.close_expected() || eof {
-                let server_closes_first = self.conn.role() == Role::Server || self.conn.failure().is_some();
+                let server_closes_first =
+                    self.conn.role() == Role::Server || self.conn.failure().is_some();
                 if server_closes_first || eof {
                     let res = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
                     let end = match (self.end_from_state(), res) {
@@ -468,11 +523,7 @@ where
                     }
                 }
                 Err(e) => {
-                    let end = match self.end_from_state() {
-                        End::Abnormal(None) => End::Abnormal(Some(e)),
-                        end => end,
-                    };
-                    self.finish(end);
+                    self.finish(self.end_after_io_error(e));
                     return Poll::Ready(());
                 }
             }
