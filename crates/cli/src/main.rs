@@ -3,6 +3,8 @@
 
 mod serve;
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
 
 /// WebSocket toolkit: an echo server with a demo page.
@@ -31,8 +33,11 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let command = cli.command.unwrap_or(Command::Serve(serve::ServeArgs::default()));
+    let command = cli
+        .command
+        .unwrap_or(Command::Serve(serve::ServeArgs::default()));
     match command {
         Command::Serve(args) => serve::run(args),
     }

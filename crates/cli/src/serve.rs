@@ -66,7 +66,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.path.starts_with('/'), "--path must start with '/'");
-    let handshake_timeout = Duration::try_from_secs_f64(args.handshake_timeout).context("--handshake-timeout")?;
+    let handshake_timeout =
+        Duration::try_from_secs_f64(args.handshake_timeout).context("--handshake-timeout")?;
     let mut upgrader = Upgrader::new()
         .max_message_size(args.max_message_size)
         .max_frame_size(args.max_frame_size)
@@ -80,7 +81,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!("listening on ws://{local}{}", args.path);
     tracing::info!("demo page on http://{local}/");
-    let state = Arc::new((upgrader, args.path.clone(), DEMO_PAGE.replace("__WS_PATH__", &args.path)));
+    let state = Arc::new((
+        upgrader,
+        args.path.clone(),
+        DEMO_PAGE.replace("__WS_PATH__", &args.path),
+    ));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -123,6 +128,17 @@ async fn handle(stream: TcpStream, peer: SocketAddr, upgrader: &Upgrader, path: 
             Err(e) => tracing::info!(%peer, error = %e, "upgrade refused"),
         }
     } else if req_path == "/" && !incoming.is_upgrade() {
+        if incoming.request().method() != http::Method::GET {
+            let resp = http::Response::builder()
+                .status(405)
+                .header("allow", "GET")
+                .header("content-type", "text/plain; charset=utf-8")
+                .header("connection", "close")
+                .body(&b"method not allowed\n"[..])
+                .expect("static response");
+            let _ = incoming.respond(resp).await;
+            return;
+        }
         let resp = http::Response::builder()
             .header("content-type", "text/html; charset=utf-8")
             .header("connection", "close")
@@ -150,7 +166,9 @@ async fn echo(mut ws: silverback::WebSocket<TcpStream>, peer: SocketAddr) {
                     break;
                 }
             }
-            Err(e) if e.is_unexpected_close(&[CloseCode::Normal, CloseCode::GoingAway, CloseCode::NoStatusReceived]) => {
+            // A Close from the peer, whatever its code, is a clean end;
+            // a vanished peer (1006) or a protocol error is not.
+            Err(e) if !e.is_closed() && e.is_unexpected_close(&[CloseCode::GoingAway]) => {
                 tracing::info!(%peer, error = %e, "connection closed unexpectedly");
                 break;
             }
