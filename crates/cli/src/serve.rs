@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use silverback::{CloseCode, Upgrader};
+use silverback::{CloseCode, ErrorKind, Shutdown, Upgrader};
 use tokio::net::{TcpListener, TcpStream};
 
 const DEMO_PAGE: &str = include_str!("demo.html");
@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Seconds a client has to complete the opening handshake.
     #[arg(long, default_value_t = 10.0)]
     pub handshake_timeout: f64,
+    /// Seconds to let connections finish their closing handshake on
+    /// SIGINT/SIGTERM before they are force-closed.
+    #[arg(long, default_value_t = 10.0)]
+    pub shutdown_timeout: f64,
     /// Worker threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -68,6 +72,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.path.starts_with('/'), "--path must start with '/'");
     let handshake_timeout =
         Duration::try_from_secs_f64(args.handshake_timeout).context("--handshake-timeout")?;
+    let shutdown_timeout =
+        Duration::try_from_secs_f64(args.shutdown_timeout).context("--shutdown-timeout")?;
     let mut upgrader = Upgrader::new()
         .max_message_size(args.max_message_size)
         .max_frame_size(args.max_frame_size)
@@ -81,11 +87,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!("listening on ws://{local}{}", args.path);
     tracing::info!("demo page on http://{local}/");
-    let state = Arc::new((
+    let shutdown = Shutdown::new();
+    let state = Arc::new(State {
         upgrader,
-        args.path.clone(),
-        DEMO_PAGE.replace("__WS_PATH__", &args.path),
-    ));
+        path: args.path.clone(),
+        page: DEMO_PAGE.replace("__WS_PATH__", &args.path),
+        shutdown: shutdown.clone(),
+    });
+    let signal = stop_signal();
+    tokio::pin!(signal);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -99,20 +109,57 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     }
                 };
                 let state = state.clone();
-                tokio::spawn(async move {
-                    let (upgrader, path, page) = &*state;
-                    handle(stream, peer, upgrader, path, page).await;
-                });
+                tokio::spawn(async move { handle(stream, peer, &state).await });
             }
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("interrupted, shutting down");
-                return Ok(());
+            name = &mut signal => {
+                tracing::info!(
+                    "{name}: shutting down, closing {} connections with 1001 (deadline {:?})",
+                    shutdown.active(),
+                    shutdown_timeout
+                );
+                break;
             }
         }
     }
+    // Stop accepting, then drain.
+    drop(listener);
+    let report = shutdown.shutdown(shutdown_timeout).await;
+    tracing::info!("{report}");
+    Ok(())
 }
 
-async fn handle(stream: TcpStream, peer: SocketAddr, upgrader: &Upgrader, path: &str, page: &str) {
+/// Resolves with the name of the first SIGINT or SIGTERM.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+struct State {
+    upgrader: Upgrader,
+    path: String,
+    page: String,
+    shutdown: Shutdown,
+}
+
+async fn handle(stream: TcpStream, peer: SocketAddr, state: &State) {
+    let (upgrader, path, page) = (&state.upgrader, state.path.as_str(), state.page.as_str());
     let _ = stream.set_nodelay(true);
     let incoming = match upgrader.read_request(stream).await {
         Ok(i) => i,
@@ -124,7 +171,10 @@ async fn handle(stream: TcpStream, peer: SocketAddr, upgrader: &Upgrader, path: 
     let req_path = incoming.request().uri().path().to_owned();
     if req_path == path {
         match incoming.upgrade(upgrader).await {
-            Ok(ws) => echo(ws, peer).await,
+            Ok(mut ws) => {
+                state.shutdown.track(&mut ws);
+                echo(ws, peer, path).await
+            }
             Err(e) => tracing::info!(%peer, error = %e, "upgrade refused"),
         }
     } else if req_path == "/" && !incoming.is_upgrade() {
@@ -156,26 +206,39 @@ async fn handle(stream: TcpStream, peer: SocketAddr, upgrader: &Upgrader, path: 
     }
 }
 
-async fn echo(mut ws: silverback::WebSocket<TcpStream>, peer: SocketAddr) {
-    tracing::debug!(%peer, "connection open");
-    loop {
+async fn echo(mut ws: silverback::WebSocket<TcpStream>, peer: SocketAddr, path: &str) {
+    tracing::info!(%peer, path, protocol = ws.protocol().unwrap_or(""), "open");
+    let end = loop {
         match ws.recv().await {
             Ok(msg) => {
                 if let Err(e) = ws.send(msg).await {
-                    tracing::debug!(%peer, error = %e, "send failed");
-                    break;
+                    break e;
                 }
             }
-            // A Close from the peer, whatever its code, is a clean end;
-            // a vanished peer (1006) or a protocol error is not.
-            Err(e) if !e.is_closed() && e.is_unexpected_close(&[CloseCode::GoingAway]) => {
-                tracing::info!(%peer, error = %e, "connection closed unexpectedly");
-                break;
-            }
-            Err(e) => {
-                tracing::debug!(%peer, reason = %e, "connection closed");
-                break;
-            }
+            Err(e) => break e,
         }
+    };
+    let stats = ws.stats();
+    let duration = format!("{:.3}s", ws.age().as_secs_f64());
+    let (by, code, reason) = match end.kind() {
+        ErrorKind::Closed { frame, by_us } => (
+            if *by_us { "us" } else { "peer" },
+            end.close_code().map_or(1005, u16::from),
+            frame.as_ref().map_or("", |f| f.reason.as_str()),
+        ),
+        _ => ("-", end.close_code().map_or(1006, u16::from), ""),
+    };
+    // A Close from the peer, whatever its code, is a clean end; a vanished
+    // peer (1006), a timeout or a protocol error is not.
+    if end.is_closed() || !end.is_unexpected_close(&[CloseCode::GoingAway]) {
+        tracing::info!(
+            %peer, by, code, reason, duration, bytes_in = stats.bytes_in, bytes_out = stats.bytes_out,
+            messages_in = stats.messages_in, messages_out = stats.messages_out, "closed"
+        );
+    } else {
+        tracing::info!(
+            %peer, code, error = %end, duration, bytes_in = stats.bytes_in, bytes_out = stats.bytes_out,
+            messages_in = stats.messages_in, messages_out = stats.messages_out, "closed unexpectedly"
+        );
     }
 }

@@ -82,6 +82,10 @@ impl Config {
     }
 }
 
+/// Chooses the reply to a peer's Close; see
+/// [`Connection::set_close_handler`].
+pub type CloseHandler = Box<dyn FnMut(Option<&CloseFrame>) -> CloseFrame + Send>;
+
 /// What the peer sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -142,6 +146,7 @@ pub struct Connection {
     failure: Option<ProtocolError>,
     eof: bool,
     extension: Option<Box<dyn Extension>>,
+    close_handler: Option<CloseHandler>,
     fixed_mask: Option<[u8; 4]>,
     /// Bytes known to be missing before the next frame can be parsed.
     needed: usize,
@@ -183,8 +188,24 @@ impl Connection {
             eof: false,
             extension: None,
             fixed_mask: None,
+            close_handler: None,
             needed: 2,
         }
+    }
+
+    /// Installs the extension negotiated in the handshake.
+    /// Replaces the automatic reply to a peer's Close (by default the
+    /// peer's code echoed with an empty reason, 1000 for an empty Close).
+    /// The handler gets the peer's frame and returns ours; a code that may
+    /// not be sent is replaced by 1000, a long reason is cut to 123 bytes.
+    ///
+    /// ```
+    /// use silverback_proto::{CloseCode, CloseFrame, Connection, Role};
+    /// let mut server = Connection::new(Role::Server);
+    /// server.set_close_handler(Box::new(|_peer| CloseFrame::new(CloseCode::GoingAway, "bye")));
+    /// ```
+    pub fn set_close_handler(&mut self, handler: CloseHandler) {
+        self.close_handler = Some(handler);
     }
 
     /// Installs the extension negotiated in the handshake.
@@ -354,9 +375,20 @@ impl Connection {
             OpCode::Close => {
                 let frame = parse_close_payload(payload.freeze())?;
                 if self.close_sent.is_none() {
-                    // Echo the code (1000 for an empty Close), RFC 6455 §5.5.1.
-                    let code = frame.as_ref().map_or(CloseCode::Normal, |f| f.code);
-                    let echo = CloseFrame::new(code, Utf8Bytes::new());
+                    // Echo the code (1000 for an empty Close), RFC 6455
+                    // §5.5.1, unless a close handler picks the reply.
+                    let echo = match self.close_handler.as_mut() {
+                        Some(handler) => handler(frame.as_ref()),
+                        None => {
+                            let code = frame.as_ref().map_or(CloseCode::Normal, |f| f.code);
+                            CloseFrame::new(code, Utf8Bytes::new())
+                        }
+                    };
+                    let echo = if echo.code.is_sendable() {
+                        CloseFrame::new(echo.code, truncate_reason(&echo.reason))
+                    } else {
+                        CloseFrame::new(CloseCode::Normal, Utf8Bytes::new())
+                    };
                     let bytes = encode_close_payload(Some(&echo));
                     self.write_frame(OpCode::Close, true, 0, &bytes);
                     self.close_sent = Some(Some(echo));

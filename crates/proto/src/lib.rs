@@ -52,7 +52,7 @@ mod message;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{Config, Connection, Event, Role, State};
+pub use connection::{CloseHandler, Config, Connection, Event, Role, State};
 pub use error::{ProtocolError, SendError};
 pub use frame::OpCode;
 pub use message::{Message, Utf8Bytes};

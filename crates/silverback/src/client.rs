@@ -133,6 +133,14 @@ impl Dialer {
             .map_err(|e| Error::new(ErrorKind::Handshake(e)))?;
         let mut ws = WebSocket::from_raw_socket(stream, Role::Client, self.config, &rest);
         ws.set_protocol(protocol);
+        let span = tracing::debug_span!(
+            "websocket",
+            role = "client",
+            url = %url,
+            protocol = ws.protocol().unwrap_or(""),
+        );
+        span.in_scope(|| tracing::debug!("WebSocket opened"));
+        ws.set_span(span);
         Ok((ws, resp))
     }
 }

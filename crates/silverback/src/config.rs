@@ -20,6 +20,10 @@ pub struct Config {
     pub(crate) max_frame_size: usize,
     pub(crate) close_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) ping_interval: Option<Duration>,
+    pub(crate) ping_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -32,6 +36,10 @@ impl Default for Config {
             max_frame_size: 16 << 20,
             close_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
+            ping_interval: Some(Duration::from_secs(20)),
+            ping_timeout: Duration::from_secs(20),
+            idle_timeout: None,
+            write_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -85,6 +93,40 @@ impl Config {
     /// How long the opening handshake may take (default 10 s).
     pub fn handshake_timeout(mut self, d: Duration) -> Self {
         self.handshake_timeout = d;
+        self
+    }
+
+    /// Keepalive: after this long without receiving anything, send a Ping
+    /// (default 20 s; `None` turns keepalive off). Pings go out only while
+    /// a task is in `recv` (a connection needs a reader anyway).
+    pub fn ping_interval(mut self, d: Option<Duration>) -> Self {
+        self.ping_interval = d;
+        self
+    }
+
+    /// Keepalive: how long to wait, after a keepalive Ping, for anything
+    /// from the peer (a Pong or any data) before closing with 1011 and
+    /// reporting [`Timeout::Keepalive`](crate::Timeout::Keepalive)
+    /// (default 20 s).
+    pub fn ping_timeout(mut self, d: Duration) -> Self {
+        self.ping_timeout = d;
+        self
+    }
+
+    /// Read timeout: close the connection if nothing at all arrives for
+    /// this long (default: none; keepalive usually serves better).
+    /// Reported as [`Timeout::Idle`](crate::Timeout::Idle), close code 1006.
+    pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Write timeout: a write that makes no progress for this long (a peer
+    /// that stopped reading) fails the connection with
+    /// [`Timeout::Write`](crate::Timeout::Write) (default 30 s; `None`:
+    /// wait forever).
+    pub fn write_timeout(mut self, d: Option<Duration>) -> Self {
+        self.write_timeout = d;
         self
     }
 

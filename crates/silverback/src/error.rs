@@ -54,8 +54,17 @@ pub enum ErrorKind {
 pub enum Timeout {
     /// The opening handshake did not complete in `handshake_timeout`.
     Handshake,
-    /// The peer did not answer our Close in `close_timeout`.
+    /// The peer did not answer our Close in `close_timeout` (or a server
+    /// shutdown's deadline passed first).
     CloseHandshake,
+    /// The peer answered no keepalive Ping in `ping_timeout`: we closed
+    /// with 1011.
+    Keepalive,
+    /// Nothing arrived for `idle_timeout`.
+    Idle,
+    /// A write made no progress for `write_timeout`: the peer stopped
+    /// reading.
+    Write,
 }
 
 /// The one error type of `silverback`.
@@ -109,8 +118,9 @@ impl Error {
 
     /// The close code this error stands for, if it ends the connection:
     /// the peer's code for a clean close (1005 when its Close was empty),
-    /// 1006 when the peer vanished, and the code we sent for a protocol
-    /// error.
+    /// 1006 when the peer vanished (or never answered our Close, or
+    /// stopped reading or sending until a timeout), 1011 for a keepalive
+    /// timeout, and the code we sent for a protocol error.
     pub fn close_code(&self) -> Option<CloseCode> {
         match &*self.kind {
             ErrorKind::Closed { frame, .. } => Some(
@@ -120,6 +130,10 @@ impl Error {
             ),
             ErrorKind::Abnormal(_) => Some(CloseCode::Abnormal),
             ErrorKind::Protocol(p) => Some(p.close_code()),
+            ErrorKind::Timeout(Timeout::Keepalive) => Some(CloseCode::InternalError),
+            ErrorKind::Timeout(Timeout::CloseHandshake | Timeout::Idle | Timeout::Write) => {
+                Some(CloseCode::Abnormal)
+            }
             _ => None,
         }
     }
@@ -210,6 +224,15 @@ impl fmt::Display for Error {
             ErrorKind::InvalidSend(e) => write!(f, "invalid send: {e}"),
             ErrorKind::Timeout(Timeout::Handshake) => f.write_str("opening handshake timed out"),
             ErrorKind::Timeout(Timeout::CloseHandshake) => f.write_str("close handshake timed out"),
+            ErrorKind::Timeout(Timeout::Keepalive) => {
+                f.write_str("keepalive ping timed out: closed with 1011")
+            }
+            ErrorKind::Timeout(Timeout::Idle) => {
+                f.write_str("nothing received within idle timeout")
+            }
+            ErrorKind::Timeout(Timeout::Write) => {
+                f.write_str("write made no progress within write timeout: the peer is not reading")
+            }
             ErrorKind::Rejected(r) => write!(f, "upgrade refused: {r}"),
             ErrorKind::Handshake(e) => write!(f, "handshake failed: {e}"),
             ErrorKind::WriteBufferFull => f.write_str("write buffer full: the peer is not reading"),

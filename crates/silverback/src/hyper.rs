@@ -81,6 +81,7 @@ impl Upgrader {
                 return Err(rej.to_response().map(|b| Full::new(Bytes::from(b))));
             }
         };
+        let path = req.uri().path().to_owned();
         let on_upgrade = hyper::upgrade::on(req);
         let config = *self.get_config();
         let protocol = accepted.protocol;
@@ -92,6 +93,14 @@ impl Upgrader {
             let mut ws =
                 WebSocket::from_raw_socket(TokioIo::new(upgraded), Role::Server, config, &[]);
             ws.set_protocol(protocol);
+            let span = tracing::debug_span!(
+                "websocket",
+                role = "server",
+                path = %path,
+                protocol = ws.protocol().unwrap_or(""),
+            );
+            span.in_scope(|| tracing::debug!("WebSocket opened"));
+            ws.set_span(span);
             Ok(ws)
         });
         let response = accepted.response.map(|()| Full::new(Bytes::new()));

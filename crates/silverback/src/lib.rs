@@ -106,6 +106,7 @@ mod error;
 #[cfg(feature = "hyper")]
 mod hyper;
 mod server;
+mod shutdown;
 mod split;
 mod ws;
 
@@ -115,6 +116,7 @@ pub use error::{Error, ErrorKind, Timeout};
 #[cfg(feature = "hyper")]
 pub use hyper::{is_upgrade_request, HyperWebSocket, UpgradeFuture};
 pub use server::{Accepted, Incoming, RequestHead, Upgrader};
+pub use shutdown::{PongFuture, Shutdown, ShutdownReport, Stats};
 pub use split::{WsReader, WsWriter};
 pub use ws::WebSocket;
 

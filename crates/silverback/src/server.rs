@@ -374,7 +374,14 @@ where
                     &self.buffered,
                 );
                 ws.set_protocol(acc.protocol);
-                tracing::debug!(path = %self.request.uri().path(), protocol = ?ws.protocol(), "WebSocket opened");
+                let span = tracing::debug_span!(
+                    "websocket",
+                    role = "server",
+                    path = %self.request.uri().path(),
+                    protocol = ws.protocol().unwrap_or(""),
+                );
+                span.in_scope(|| tracing::debug!("WebSocket opened"));
+                ws.set_span(span);
                 Ok(ws)
             }
             Err(rej) => {

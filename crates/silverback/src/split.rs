@@ -12,7 +12,7 @@ use futures_sink::Sink;
 use silverback_proto::{CloseCode, Message, OpCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::{Error, WebSocket};
+use crate::{Error, PongFuture, WebSocket};
 
 struct Shared<S> {
     ws: Mutex<WebSocket<S>>,
@@ -148,14 +148,12 @@ where
         self.flush().await
     }
 
-    /// Sends a Ping; see [`WebSocket::ping`].
-    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
-        {
-            let mut ws = self.shared.lock();
-            ws.check_open()?;
-            ws.conn_mut().ping(payload)?;
-        }
-        self.flush().await
+    /// Sends a Ping; see [`WebSocket::ping`]. The reader half receives
+    /// the Pong and resolves the returned future.
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<PongFuture, Error> {
+        let pong = self.shared.lock().queue_ping(payload)?;
+        self.flush().await?;
+        Ok(pong)
     }
 
     /// Writes out everything queued.

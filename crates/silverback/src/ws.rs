@@ -6,17 +6,25 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 
-use bytes::BytesMut;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_sink::Sink;
 use silverback_proto::{
     CloseCode, CloseFrame, Connection, Event, Message, OpCode, ProtocolError, Role,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::{Error, ErrorKind, Timeout};
+use crate::shutdown::{PongFuture, ShutdownGuard, Signal, Stats};
 use crate::Config;
+
+/// Most pings awaiting their Pong; older ones are dropped (their
+/// [`PongFuture`] fails).
+const MAX_PENDING_PINGS: usize = 64;
 
 /// Most bytes reserved for one read beyond `read_buffer_size`.
 const MAX_READ_AHEAD: usize = 256 * 1024;
@@ -30,7 +38,35 @@ enum End {
     },
     Abnormal(Option<io::Error>),
     Protocol(ProtocolError),
-    CloseTimeout,
+    /// Closed after a timeout (or forced by a shutdown deadline).
+    Timeout(Timeout),
+}
+
+impl End {
+    fn is_clean(&self) -> bool {
+        matches!(self, End::Clean { .. })
+    }
+
+    /// The end as an error; an I/O cause is handed out once.
+    fn take_error(&mut self) -> Error {
+        match self {
+            End::Clean { frame, by_us } => Error::new(ErrorKind::Closed {
+                frame: frame.clone(),
+                by_us: *by_us,
+            }),
+            End::Abnormal(e) => Error::abnormal(e.take()),
+            End::Protocol(p) => Error::new(ErrorKind::Protocol(p.clone())),
+            End::Timeout(t) => Error::new(ErrorKind::Timeout(*t)),
+        }
+    }
+}
+
+/// Keepalive state: the timer and whether a ping awaits an answer.
+struct Keepalive {
+    timer: Pin<Box<Sleep>>,
+    /// A keepalive ping is out and nothing was received since.
+    waiting: bool,
+    counter: u32,
 }
 
 /// A WebSocket connection over a transport `S` (a `TcpStream`, a TLS
@@ -67,6 +103,19 @@ pub struct WebSocket<S> {
     /// the reader and the writer both wait to write, the one it wakes
     /// passes the news on to the others.
     write_wakers: Vec<Waker>,
+    /// When something was last received (keepalive and idle timeout).
+    last_rx: Instant,
+    keepalive: Option<Keepalive>,
+    idle_timer: Option<Pin<Box<Sleep>>>,
+    write_timer: Option<Pin<Box<Sleep>>>,
+    write_timed_out: bool,
+    shutdown: Option<ShutdownGuard>,
+    /// A shutdown asked us to close: finish the handshake, drop data.
+    draining: bool,
+    pings: VecDeque<(Bytes, Instant, tokio::sync::oneshot::Sender<Duration>)>,
+    stats: Stats,
+    opened: Instant,
+    span: tracing::Span,
 }
 
 impl<S> fmt::Debug for WebSocket<S> {
@@ -80,6 +129,10 @@ impl<S> fmt::Debug for WebSocket<S> {
 }
 
 impl<S> WebSocket<S> {
+    pub(crate) fn set_shutdown(&mut self, guard: ShutdownGuard) {
+        self.shutdown = Some(guard);
+    }
+
     pub(crate) fn wake_finish_waiters(&mut self) {
         for w in self.finish_wakers.drain(..) {
             w.wake();
@@ -110,7 +163,49 @@ where
             close_timer: None,
             finish_wakers: Vec::new(),
             write_wakers: Vec::new(),
+            last_rx: Instant::now(),
+            keepalive: None,
+            idle_timer: None,
+            write_timer: None,
+            write_timed_out: false,
+            shutdown: None,
+            draining: false,
+            pings: VecDeque::new(),
+            stats: Stats::default(),
+            opened: Instant::now(),
+            span: tracing::Span::none(),
         }
+    }
+
+    pub(crate) fn set_span(&mut self, span: tracing::Span) {
+        self.span = span;
+    }
+
+    /// Traffic counters: bytes and messages in and out.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// How long the connection has been open.
+    pub fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+
+    /// Replaces the automatic reply to the peer's Close frame (by default
+    /// its code, echoed). The handler gets the peer's frame (`None` for an
+    /// empty Close) and returns the frame to answer with.
+    ///
+    /// ```no_run
+    /// # async fn f(mut ws: silverback::WebSocket<tokio::net::TcpStream>) {
+    /// use silverback::{CloseCode, CloseFrame};
+    /// ws.on_close(|_peer| CloseFrame::new(CloseCode::Normal, "see you"));
+    /// # }
+    /// ```
+    pub fn on_close<F>(&mut self, handler: F)
+    where
+        F: FnMut(Option<&CloseFrame>) -> CloseFrame + Send + 'static,
+    {
+        self.conn.set_close_handler(Box::new(handler));
     }
 
     pub(crate) fn set_protocol(&mut self, p: Option<String>) {
@@ -190,11 +285,45 @@ where
     }
 
     /// Sends a Ping with `payload` (at most 125 bytes) and flushes it.
-    /// The Pong is consumed by `recv`.
-    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+    ///
+    /// Returns a [`PongFuture`] that resolves with the round-trip time when
+    /// the matching Pong arrives. Pongs are received by `recv`, so keep
+    /// reading (in this task after the ping, or in the reader half).
+    ///
+    /// ```no_run
+    /// # async fn f(mut ws: silverback::WebSocket<tokio::net::TcpStream>) -> Result<(), silverback::Error> {
+    /// let pong = ws.ping(b"are you there").await?;
+    /// tokio::select! {
+    ///     rtt = pong => println!("round trip: {:?}", rtt?),
+    ///     msg = ws.recv() => println!("got {:?} first", msg?),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<PongFuture, Error> {
+        let pong = self.queue_ping(payload)?;
+        self.flush().await?;
+        Ok(pong)
+    }
+
+    pub(crate) fn queue_ping(&mut self, payload: &[u8]) -> Result<PongFuture, Error> {
         self.check_open()?;
         self.conn.ping(payload)?;
-        self.flush().await
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.pings.len() >= MAX_PENDING_PINGS {
+            self.pings.pop_front();
+        }
+        self.pings
+            .push_back((Bytes::copy_from_slice(payload), Instant::now(), tx));
+        Ok(PongFuture { rx })
+    }
+
+    /// A Pong arrived: it answers the matching ping and every earlier one.
+    fn pong_received(&mut self, payload: &[u8]) {
+        if let Some(pos) = self.pings.iter().position(|(p, ..)| p == payload) {
+            for (_, sent, tx) in self.pings.drain(..=pos) {
+                let _ = tx.send(sent.elapsed());
+            }
+        }
     }
 
     /// Writes out everything queued.
@@ -237,6 +366,7 @@ where
             return Err(Error::new(ErrorKind::WriteBufferFull));
         }
         self.conn.send(msg)?;
+        self.stats.messages_out += 1;
         Ok(())
     }
 
@@ -262,9 +392,7 @@ where
     pub(crate) fn close_result(&mut self) -> Result<(), Error> {
         match &mut self.end {
             Some(End::Clean { .. }) => Ok(()),
-            Some(End::CloseTimeout) => Err(Error::new(ErrorKind::Timeout(Timeout::CloseHandshake))),
-            Some(End::Protocol(e)) => Err(Error::new(ErrorKind::Protocol(e.clone()))),
-            Some(End::Abnormal(e)) => Err(Error::abnormal(e.take())),
+            Some(end) => Err(end.take_error()),
             None => Err(Error::new(ErrorKind::AlreadyClosed)),
         }
     }
@@ -275,26 +403,8 @@ where
             return Error::new(ErrorKind::AlreadyClosed);
         }
         self.reported = true;
-        match self.end.take() {
-            Some(End::Clean { frame, by_us }) => {
-                self.end = Some(End::Clean {
-                    frame: frame.clone(),
-                    by_us,
-                });
-                Error::new(ErrorKind::Closed { frame, by_us })
-            }
-            Some(End::Abnormal(e)) => {
-                self.end = Some(End::Abnormal(None));
-                Error::abnormal(e)
-            }
-            Some(End::Protocol(p)) => {
-                self.end = Some(End::Protocol(p.clone()));
-                Error::new(ErrorKind::Protocol(p))
-            }
-            Some(End::CloseTimeout) => {
-                self.end = Some(End::CloseTimeout);
-                Error::new(ErrorKind::Timeout(Timeout::CloseHandshake))
-            }
+        match &mut self.end {
+            Some(end) => end.take_error(),
             None => Error::new(ErrorKind::AlreadyClosed),
         }
     }
@@ -304,9 +414,20 @@ where
             if self.finished {
                 return Poll::Ready(Err(self.report_end()));
             }
+            if self.draining {
+                ready!(self.poll_finish(cx, true));
+                continue;
+            }
             match self.conn.next_event() {
-                Ok(Some(Event::Message(m))) => return Poll::Ready(Ok(m)),
-                Ok(Some(Event::Ping(_) | Event::Pong(_))) => continue,
+                Ok(Some(Event::Message(m))) => {
+                    self.stats.messages_in += 1;
+                    return Poll::Ready(Ok(m));
+                }
+                Ok(Some(Event::Ping(_))) => continue,
+                Ok(Some(Event::Pong(p))) => {
+                    self.pong_received(&p);
+                    continue;
+                }
                 Ok(Some(Event::Close(frame))) => {
                     tracing::debug!(?frame, "received Close");
                     ready!(self.poll_finish(cx, true));
@@ -340,10 +461,109 @@ where
                     _ => {}
                 }
             }
-            match ready!(self.poll_fill(cx)) {
-                Ok(0) => self.conn.receive_eof(),
-                Ok(_) => {}
-                Err(e) => self.finish(self.end_after_io_error(e)),
+            match self.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => self.conn.receive_eof(),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => self.finish(self.end_after_io_error(e)),
+                Poll::Pending => {
+                    if self.poll_timers(cx) {
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// Timers and signals checked while waiting for input: shutdown,
+    /// keepalive, idle timeout. Returns `true` if something happened that
+    /// the receive loop must act on.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        if let Some(guard) = self.shutdown.as_mut() {
+            match guard.poll_signal(cx) {
+                Signal::Force => {
+                    self.abort(cx, End::Timeout(Timeout::CloseHandshake), None);
+                    return true;
+                }
+                Signal::Drain if !self.draining => {
+                    self.draining = true;
+                    let _ = self.start_close(CloseCode::GoingAway, "server shutting down");
+                    return true;
+                }
+                _ => {}
+            }
+        }
+        if let Some(interval) = self.config.ping_interval {
+            let mut ka = self.keepalive.take().unwrap_or_else(|| Keepalive {
+                timer: Box::pin(tokio::time::sleep_until(self.last_rx + interval)),
+                waiting: false,
+                counter: 0,
+            });
+            let mut acted = false;
+            while ka.timer.as_mut().poll(cx).is_ready() {
+                let now = Instant::now();
+                if ka.waiting {
+                    self.keepalive = Some(ka);
+                    tracing::debug!("keepalive ping unanswered");
+                    let close = (CloseCode::InternalError, "keepalive ping timeout");
+                    self.abort(cx, End::Timeout(Timeout::Keepalive), Some(close));
+                    return true;
+                }
+                let due = self.last_rx + interval;
+                if now >= due {
+                    ka.counter = ka.counter.wrapping_add(1);
+                    if self.conn.ping(&ka.counter.to_be_bytes()).is_ok() {
+                        ka.waiting = true;
+                        acted = true;
+                    }
+                    ka.timer.as_mut().reset(now + self.config.ping_timeout);
+                } else {
+                    ka.timer.as_mut().reset(due);
+                }
+            }
+            self.keepalive = Some(ka);
+            if acted {
+                return true;
+            }
+        }
+        if let Some(idle) = self.config.idle_timeout {
+            let due = self.last_rx + idle;
+            let timer = self
+                .idle_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                let close = (CloseCode::GoingAway, "idle timeout");
+                self.abort(cx, End::Timeout(Timeout::Idle), Some(close));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Ends the connection now: queue a Close if asked (and none was
+    /// sent), one attempt to write it out and shut the transport, finish.
+    fn abort(&mut self, cx: &mut Context<'_>, end: End, close: Option<(CloseCode, &str)>) {
+        if let Some((code, reason)) = close {
+            let _ = self.conn.close(code, reason);
+        }
+        if let Poll::Ready(Ok(())) = self.poll_write_out(cx) {
+            let _ = Pin::new(&mut self.io).poll_flush(cx);
+        }
+        let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.end = Some(end);
+        self.finish_now();
+    }
+
+    /// Something was received.
+    fn received(&mut self, n: usize) {
+        self.stats.bytes_in += n as u64;
+        if self.config.ping_interval.is_some() || self.config.idle_timeout.is_some() {
+            self.last_rx = Instant::now();
+            if let Some(ka) = self.keepalive.as_mut() {
+                ka.waiting = false;
             }
         }
     }
@@ -358,7 +578,13 @@ where
             .max(self.conn.bytes_needed().min(MAX_READ_AHEAD));
         let buf: &mut BytesMut = self.conn.read_buf();
         buf.reserve(want);
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf)
+        let res = tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf);
+        if let Poll::Ready(Ok(n)) = res {
+            if n > 0 {
+                self.received(n);
+            }
+        }
+        res
     }
 
     /// Writes queued output (without flushing the transport).
@@ -372,6 +598,7 @@ where
                 Poll::Ready(Ok(0)) => break Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
                     self.conn.advance_data_to_send(n);
+                    self.stats.bytes_out += n as u64;
                     progress = true;
                 }
                 Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
@@ -389,6 +616,26 @@ where
         }
         if res.is_pending() && !self.write_wakers.iter().any(|w| w.will_wake(cx.waker())) {
             self.write_wakers.push(cx.waker().clone());
+        }
+        if res.is_pending() {
+            if let Some(limit) = self.config.write_timeout {
+                // A write that makes no progress for `limit` fails.
+                let timer = self
+                    .write_timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if progress {
+                    timer.as_mut().reset(Instant::now() + limit);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    self.write_timed_out = true;
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "write timeout: the peer is not reading",
+                    )));
+                }
+            }
+        } else {
+            self.write_timer = None;
         }
         res
     }
@@ -408,6 +655,9 @@ where
         if let Err(e) = res {
             let kind = e.kind();
             self.finish(self.end_after_io_error(e));
+            if self.write_timed_out {
+                return Poll::Ready(Err(Error::new(ErrorKind::Timeout(Timeout::Write))));
+            }
             return Poll::Ready(Err(Error::abnormal(Some(kind.into()))));
         }
         Poll::Ready(Ok(()))
@@ -417,7 +667,23 @@ where
         if self.end.is_none() {
             self.end = Some(end);
         }
+        self.finish_now();
+    }
+
+    fn finish_now(&mut self) {
+        if self.finished {
+            return;
+        }
         self.finished = true;
+        self.keepalive = None;
+        self.idle_timer = None;
+        self.write_timer = None;
+        self.pings.clear();
+        let clean = self.end.as_ref().is_some_and(End::is_clean);
+        if let Some(guard) = self.shutdown.as_ref() {
+            guard.record(clean);
+        }
+        self.log_end();
         self.close_timer = None;
         self.conn.read_buf().clear();
         self.conn.shrink_buffers();
@@ -428,7 +694,32 @@ where
         {
             w.wake();
         }
-        tracing::debug!(end = ?self.end, "connection finished");
+    }
+
+    fn log_end(&self) {
+        let _entered = self.span.enter();
+        let (who, code, reason) = match &self.end {
+            Some(End::Clean { frame, by_us }) => (
+                if *by_us { "us" } else { "peer" },
+                frame.as_ref().map_or(1005, |f| u16::from(f.code)),
+                frame.as_ref().map_or("", |f| f.reason.as_str()),
+            ),
+            Some(End::Protocol(p)) => ("us", u16::from(p.close_code()), p.reason()),
+            Some(End::Timeout(Timeout::Keepalive)) => ("us", 1011, "keepalive timeout"),
+            Some(End::Timeout(_)) => ("timeout", 1006, ""),
+            Some(End::Abnormal(_)) | None => ("nobody", 1006, ""),
+        };
+        tracing::debug!(
+            closed_by = who,
+            code,
+            reason,
+            duration_ms = self.opened.elapsed().as_millis() as u64,
+            bytes_in = self.stats.bytes_in,
+            bytes_out = self.stats.bytes_out,
+            messages_in = self.stats.messages_in,
+            messages_out = self.stats.messages_out,
+            "WebSocket closed"
+        );
     }
 
     /// The end as known from the protocol state.
@@ -450,6 +741,9 @@ where
     /// peer may send its Close and reset the connection before our echo is
     /// written: its code still stands).
     fn end_after_io_error(&self, e: io::Error) -> End {
+        if self.write_timed_out {
+            return End::Timeout(Timeout::Write);
+        }
         match self.end_from_state() {
             End::Abnormal(None) => End::Abnormal(Some(e)),
             end => end,
@@ -472,7 +766,7 @@ where
                 let end = if self.conn.close_expected() {
                     self.end_from_state()
                 } else {
-                    End::CloseTimeout
+                    End::Timeout(Timeout::CloseHandshake)
                 };
                 // Best effort: one attempt to shut down the transport.
                 let _ = Pin::new(&mut self.io).poll_shutdown(cx);
@@ -504,7 +798,19 @@ where
                 }
                 // A client waits for the server to close TCP first.
                 self.conn.read_buf().clear();
-            } else if !read {
+            }
+            if let Some(guard) = self.shutdown.as_mut() {
+                if let Signal::Force = guard.poll_signal(cx) {
+                    let end = if self.conn.close_expected() {
+                        self.end_from_state()
+                    } else {
+                        End::Timeout(Timeout::CloseHandshake)
+                    };
+                    self.abort(cx, end, None);
+                    return Poll::Ready(());
+                }
+            }
+            if !read && !self.conn.close_expected() {
                 // Another task (the reader half) reads; it wakes us.
                 if !self.finish_wakers.iter().any(|w| w.will_wake(cx.waker())) {
                     self.finish_wakers.push(cx.waker().clone());
@@ -517,8 +823,10 @@ where
                     // Waiting for the peer's Close: data is dropped, pings
                     // are not answered after our Close.
                     while let Ok(Some(ev)) = self.conn.next_event() {
-                        if let Event::Close(frame) = ev {
-                            tracing::debug!(?frame, "received Close");
+                        match ev {
+                            Event::Close(frame) => tracing::debug!(?frame, "received Close"),
+                            Event::Pong(p) => self.pong_received(&p),
+                            _ => {}
                         }
                     }
                 }

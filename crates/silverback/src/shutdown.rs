@@ -1,0 +1,279 @@
+//! Graceful server shutdown: stop accepting, send 1001 Going Away to every
+//! connection, wait for the closing handshakes until a deadline, then
+//! force-close what remains.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+struct Inner {
+    drain: CancellationToken,
+    force: CancellationToken,
+    active: AtomicUsize,
+    tracked: AtomicUsize,
+    clean: AtomicUsize,
+    unclean: AtomicUsize,
+    all_done: Notify,
+}
+
+/// A shutdown handle shared by a server's accept loop and its connections.
+///
+/// Works the same for a raw TCP accept loop and for hyper: register each
+/// connection with [`track`](Self::track), stop accepting when
+/// [`draining`](Self::draining) resolves, and call
+/// [`shutdown`](Self::shutdown) when the process should stop.
+///
+/// Connections act on the signal inside `recv()` (a connection needs a
+/// reader anyway, for pings and Close frames): they send `1001 Going Away`,
+/// complete the closing handshake, and `recv()` returns the closed error.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use silverback::{Shutdown, Upgrader};
+/// use tokio::net::TcpListener;
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let shutdown = Shutdown::new();
+/// let listener = TcpListener::bind("127.0.0.1:8080").await?;
+/// let upgrader = Upgrader::new();
+/// loop {
+///     tokio::select! {
+///         Ok((stream, _)) = listener.accept() => {
+///             let (upgrader, shutdown) = (upgrader.clone(), shutdown.clone());
+///             tokio::spawn(async move {
+///                 let Ok(mut ws) = upgrader.upgrade(stream).await else { return };
+///                 shutdown.track(&mut ws);
+///                 while let Ok(msg) = ws.recv().await {
+///                     if ws.send(msg).await.is_err() { break }
+///                 }
+///             });
+///         }
+///         _ = tokio::signal::ctrl_c() => break,
+///     }
+/// }
+/// let report = shutdown.shutdown(Duration::from_secs(10)).await;
+/// println!("{report}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Shutdown {
+    inner: Arc<Inner>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("draining", &self.is_draining())
+            .field("active", &self.active())
+            .finish()
+    }
+}
+
+/// What [`Shutdown::shutdown`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Connections open when the shutdown began.
+    pub open_at_start: usize,
+    /// Connections that ended with a completed closing handshake, since
+    /// the shutdown began.
+    pub closed_cleanly: usize,
+    /// Connections that ended otherwise (no answer to our Close, peer
+    /// vanished), since the shutdown began.
+    pub closed_uncleanly: usize,
+    /// Connections still open at the deadline: told to close at once.
+    pub forced: usize,
+    /// How long the drain took.
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} connections drained in {:.3}s: {} closed cleanly, {} uncleanly, {} forced",
+            self.open_at_start,
+            self.elapsed.as_secs_f64(),
+            self.closed_cleanly,
+            self.closed_uncleanly,
+            self.forced
+        )
+    }
+}
+
+impl Shutdown {
+    /// A handle with no connections, not shutting down.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                drain: CancellationToken::new(),
+                force: CancellationToken::new(),
+                active: AtomicUsize::new(0),
+                tracked: AtomicUsize::new(0),
+                clean: AtomicUsize::new(0),
+                unclean: AtomicUsize::new(0),
+                all_done: Notify::new(),
+            }),
+        }
+    }
+
+    /// Registers a connection: on shutdown it closes with 1001. A
+    /// connection registered after the shutdown began closes at once.
+    pub fn track<S>(&self, ws: &mut crate::WebSocket<S>) {
+        self.inner.active.fetch_add(1, Ordering::AcqRel);
+        self.inner.tracked.fetch_add(1, Ordering::Relaxed);
+        ws.set_shutdown(ShutdownGuard {
+            inner: self.inner.clone(),
+            drain: Box::pin(self.inner.drain.clone().cancelled_owned()),
+            force: Box::pin(self.inner.force.clone().cancelled_owned()),
+            done: AtomicBool::new(false),
+        });
+    }
+
+    /// Whether the shutdown began.
+    pub fn is_draining(&self) -> bool {
+        self.inner.drain.is_cancelled()
+    }
+
+    /// Resolves when the shutdown begins: select on it in an accept loop.
+    pub async fn draining(&self) {
+        self.inner.drain.cancelled().await
+    }
+
+    /// Connections registered and not yet ended.
+    pub fn active(&self) -> usize {
+        self.inner.active.load(Ordering::Acquire)
+    }
+
+    /// Connections registered since the handle was made.
+    pub fn total_tracked(&self) -> usize {
+        self.inner.tracked.load(Ordering::Relaxed)
+    }
+
+    /// Shuts down: every tracked connection sends 1001 Going Away and runs
+    /// its closing handshake; at `deadline` the remaining ones are told to
+    /// close at once. Returns once all have ended, or at the deadline (plus
+    /// a short grace for the forced ones to notice).
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let start = Instant::now();
+        let open_at_start = self.active();
+        let clean_before = self.inner.clean.load(Ordering::Acquire);
+        let unclean_before = self.inner.unclean.load(Ordering::Acquire);
+        self.inner.drain.cancel();
+        let all_done = async {
+            loop {
+                let notified = self.inner.all_done.notified();
+                if self.active() == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let mut forced = 0;
+        if tokio::time::timeout(deadline, all_done).await.is_err() {
+            forced = self.active();
+            self.inner.force.cancel();
+        }
+        ShutdownReport {
+            open_at_start,
+            closed_cleanly: self.inner.clean.load(Ordering::Acquire) - clean_before,
+            closed_uncleanly: self.inner.unclean.load(Ordering::Acquire) - unclean_before,
+            forced,
+            elapsed: start.elapsed(),
+        }
+    }
+}
+
+/// What a tracked connection holds.
+pub(crate) struct ShutdownGuard {
+    inner: Arc<Inner>,
+    drain: Pin<Box<WaitForCancellationFutureOwned>>,
+    force: Pin<Box<WaitForCancellationFutureOwned>>,
+    done: AtomicBool,
+}
+
+/// The signal a connection sees.
+pub(crate) enum Signal {
+    None,
+    Drain,
+    Force,
+}
+
+impl ShutdownGuard {
+    pub(crate) fn poll_signal(&mut self, cx: &mut Context<'_>) -> Signal {
+        if self.force.as_mut().poll(cx).is_ready() {
+            return Signal::Force;
+        }
+        if self.drain.as_mut().poll(cx).is_ready() {
+            return Signal::Drain;
+        }
+        Signal::None
+    }
+
+    /// Records how the connection ended (once).
+    pub(crate) fn record(&self, clean: bool) {
+        if self.done.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let counter = if clean {
+            &self.inner.clean
+        } else {
+            &self.inner.unclean
+        };
+        counter.fetch_add(1, Ordering::AcqRel);
+        if self.inner.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inner.all_done.notify_waiters();
+        }
+    }
+}
+
+impl Drop for ShutdownGuard {
+    fn drop(&mut self) {
+        // Dropped without ending: the transport closes with the drop.
+        self.record(false);
+    }
+}
+
+/// Resolves with the round-trip time when the Pong answering a
+/// [`ping`](crate::WebSocket::ping) arrives (received by whoever calls
+/// `recv`). Fails with [`ErrorKind::AlreadyClosed`](crate::ErrorKind) if
+/// the connection ends first.
+#[derive(Debug)]
+pub struct PongFuture {
+    pub(crate) rx: tokio::sync::oneshot::Receiver<Duration>,
+}
+
+impl Future for PongFuture {
+    type Output = Result<Duration, crate::Error>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map_err(|_| crate::Error::new(crate::ErrorKind::AlreadyClosed))
+    }
+}
+
+/// Traffic counters of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Bytes read from the transport.
+    pub bytes_in: u64,
+    /// Bytes written to the transport.
+    pub bytes_out: u64,
+    /// Data messages received.
+    pub messages_in: u64,
+    /// Data messages sent.
+    pub messages_out: u64,
+}
