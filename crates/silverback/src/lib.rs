@@ -85,14 +85,88 @@
 //! with a Close frame before the transport closes.
 //!
 //! ## Closing
-//! A connection ends in one of three ways, each reported precisely:
-//! 1. **we close**: [`WebSocket::close`] sends a Close after what was queued,
-//!    waits (bounded by `close_timeout`) for the peer's, then closes TCP;
-//! 2. **the peer closes**: `recv` returns the peer's code, already answered;
-//! 3. **abnormal**: end of stream or reset without a Close frame: an error
-//!    with close code 1006. [`Error::is_unexpected_close`] tells an
-//!    unexpected end from an expected one, like gorilla's
-//!    `IsUnexpectedCloseError`.
+//! A connection ends in one of three ways, each reported precisely, plus a
+//! server-wide shutdown.
+//!
+//! **1. We close.** [`WebSocket::close`] sends a Close frame after what was
+//! queued before it, waits for the peer's Close (bounded by
+//! [`Config::close_timeout`], 5 s by default), then closes the transport (a
+//! server first; a client waits for the server to close TCP). Later sends
+//! fail with [`ErrorKind::Closing`]; calling `close` again is harmless.
+//!
+//! ```no_run
+//! # async fn f(mut ws: silverback::WebSocket<tokio::net::TcpStream>) {
+//! use silverback::{CloseCode, ErrorKind, Timeout};
+//! match ws.close(CloseCode::Normal, "bye").await {
+//!     Ok(()) => {} // the peer answered: closing handshake complete
+//!     Err(e) if matches!(e.kind(), ErrorKind::Timeout(Timeout::CloseHandshake)) => {
+//!         eprintln!("peer did not answer our Close; TCP closed anyway")
+//!     }
+//!     Err(e) => eprintln!("{e}"),
+//! }
+//! # }
+//! ```
+//!
+//! **2. The peer closes.** `recv` returns an error for which
+//! [`Error::is_closed`] is true, with the peer's code and reason; the Close
+//! was already answered (its code echoed, or the reply of
+//! [`WebSocket::on_close`]) and the transport closed.
+//!
+//! ```no_run
+//! # async fn f(mut ws: silverback::WebSocket<tokio::net::TcpStream>) {
+//! match ws.recv().await {
+//!     Ok(msg) => println!("{msg:?}"),
+//!     Err(e) if e.is_closed() => println!("peer closed: {:?} {:?}", e.close_code(), e.close_frame()),
+//!     Err(e) => println!("ended: {e}"),
+//! }
+//! # }
+//! ```
+//!
+//! **3. Abnormal.** End of stream or a reset without a Close frame (close
+//! code 1006), a keepalive Ping left unanswered ([`Timeout::Keepalive`], we
+//! send 1011), nothing received for [`Config::idle_timeout`]
+//! ([`Timeout::Idle`]), a peer that stops reading ([`Timeout::Write`]), or a
+//! protocol violation (the code we sent). [`Error::is_unexpected_close`]
+//! tells these apart from expected ends, like gorilla's
+//! `IsUnexpectedCloseError`.
+//!
+//! ```no_run
+//! # async fn f(mut ws: silverback::WebSocket<tokio::net::TcpStream>) {
+//! use silverback::CloseCode;
+//! loop {
+//!     match ws.recv().await {
+//!         Ok(msg) => { let _ = ws.send(msg).await; }
+//!         Err(e) if e.is_unexpected_close(&[CloseCode::Normal, CloseCode::GoingAway]) => {
+//!             eprintln!("unexpected close ({:?}): {e}", e.close_code());
+//!             break;
+//!         }
+//!         Err(_) => break,
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! **Shutdown.** A [`Shutdown`] handle tracks a server's connections; on
+//! [`Shutdown::shutdown`] each sends `1001 Going Away` and completes its
+//! closing handshake, and those still open at the deadline are closed at
+//! once. The report says how many closed cleanly. See [`Shutdown`] for a
+//! whole accept loop.
+//!
+//! ```no_run
+//! # async fn f(shutdown: silverback::Shutdown) {
+//! let report = shutdown.shutdown(std::time::Duration::from_secs(10)).await;
+//! println!("{report}"); // "N connections drained in Xs: N closed cleanly, 0 uncleanly, 0 forced"
+//! # }
+//! ```
+//!
+//! ## Keepalive and timeouts
+//! While a task is in `recv`, a connection that received nothing for
+//! [`Config::ping_interval`] (20 s) sends a Ping and expects anything back
+//! within [`Config::ping_timeout`] (20 s). [`WebSocket::ping`] returns a
+//! future with the round-trip time. The opening handshake is bounded by
+//! [`Config::handshake_timeout`] (10 s), writes by [`Config::write_timeout`]
+//! (30 s without progress), and queued output by
+//! [`Config::max_write_buffer_size`].
 //!
 //! ## Compression
 //! permessage-deflate plugs into [`silverback_proto::extension`]; it is not
