@@ -1,13 +1,14 @@
 //! The `silverback` command: `serve` (echo server and demo page; the
-//! default), more to come (`connect`, `bench`).
+//! default) and `connect` (interactive client).
 
+mod connect;
 mod serve;
 
 use std::io::IsTerminal;
 
 use clap::{Parser, Subcommand};
 
-/// WebSocket toolkit: an echo server with a demo page.
+/// WebSocket toolkit: an echo server with a demo page, and a client.
 #[derive(Debug, Parser)]
 #[command(name = "silverback", version, about)]
 struct Cli {
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run the echo server (default): ws://127.0.0.1:8080/ws plus a demo page at /.
     Serve(serve::ServeArgs),
+    /// Connect to a WebSocket server: stdin lines out, messages received to stdout.
+    Connect(connect::ConnectArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,5 +43,9 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(Command::Serve(serve::ServeArgs::default()));
     match command {
         Command::Serve(args) => serve::run(args),
+        Command::Connect(args) => {
+            let status = connect::run(args)?;
+            std::process::exit(status)
+        }
     }
 }

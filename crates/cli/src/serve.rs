@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use silverback::tls::TlsAcceptor;
 use silverback::{CloseCode, ErrorKind, Shutdown, Upgrader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 
 const DEMO_PAGE: &str = include_str!("demo.html");
 
@@ -37,6 +39,12 @@ pub struct ServeArgs {
     /// SIGINT/SIGTERM before they are force-closed.
     #[arg(long, default_value_t = 10.0)]
     pub shutdown_timeout: f64,
+    /// Serve wss:// with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Worker threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -85,8 +93,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.addr))?;
     let local = listener.local_addr()?;
-    tracing::info!("listening on ws://{local}{}", args.path);
-    tracing::info!("demo page on http://{local}/");
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsAcceptor::from(
+            silverback::tls::server_config_from_pem_files(cert, key)
+                .with_context(|| format!("loading {} and {}", cert.display(), key.display()))?,
+        )),
+        _ => None,
+    };
+    let (ws_scheme, http_scheme) = if tls.is_some() {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
+    tracing::info!("listening on {ws_scheme}://{local}{}", args.path);
+    tracing::info!("demo page on {http_scheme}://{local}/");
     let shutdown = Shutdown::new();
     let state = Arc::new(State {
         upgrader,
@@ -109,7 +129,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     }
                 };
                 let state = state.clone();
-                tokio::spawn(async move { handle(stream, peer, &state).await });
+                let _ = stream.set_nodelay(true);
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(async move { handle(stream, peer, &state).await });
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(async move {
+                            let timeout = state.upgrader.get_config().get_handshake_timeout();
+                            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => handle(stream, peer, &state).await,
+                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
             }
             name = &mut signal => {
                 tracing::info!(
@@ -158,9 +193,11 @@ struct State {
     shutdown: Shutdown,
 }
 
-async fn handle(stream: TcpStream, peer: SocketAddr, state: &State) {
+async fn handle<S>(stream: S, peer: SocketAddr, state: &State)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let (upgrader, path, page) = (&state.upgrader, state.path.as_str(), state.page.as_str());
-    let _ = stream.set_nodelay(true);
     let incoming = match upgrader.read_request(stream).await {
         Ok(i) => i,
         Err(e) => {
@@ -206,7 +243,10 @@ async fn handle(stream: TcpStream, peer: SocketAddr, state: &State) {
     }
 }
 
-async fn echo(mut ws: silverback::WebSocket<TcpStream>, peer: SocketAddr, path: &str) {
+async fn echo<S>(mut ws: silverback::WebSocket<S>, peer: SocketAddr, path: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     tracing::info!(%peer, path, protocol = ws.protocol().unwrap_or(""), "open");
     let end = loop {
         match ws.recv().await {

@@ -46,6 +46,15 @@ pub enum ErrorKind {
     Io(io::Error),
     /// A URL that cannot be dialed.
     InvalidUrl(String),
+    /// The server answered the upgrade request with another status than
+    /// 101 (e.g. 401, 403, or a redirect that was not followed): the
+    /// response with its headers and (at most 64 KiB of) body.
+    HttpStatus(Box<http::Response<bytes::Bytes>>),
+    /// TLS failed: the handshake (e.g. certificate verification) or the
+    /// configuration. Never downgraded to plain text.
+    Tls(io::Error),
+    /// The proxy could not be reached or refused the tunnel.
+    Proxy(String),
 }
 
 /// Which timeout expired.
@@ -167,10 +176,26 @@ impl Error {
         matches!(*self.kind, ErrorKind::Protocol(_))
     }
 
+    /// The HTTP response of a server that answered the upgrade request
+    /// with another status than 101 (status, headers, bounded body).
+    pub fn http_response(&self) -> Option<&http::Response<bytes::Bytes>> {
+        match &*self.kind {
+            ErrorKind::HttpStatus(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// TLS failed (e.g. the server's certificate did not verify).
+    pub fn is_tls(&self) -> bool {
+        matches!(*self.kind, ErrorKind::Tls(_))
+    }
+
     /// The handshake failed (refused by us, or a bad response).
     pub fn is_handshake(&self) -> bool {
-        matches!(*self.kind, ErrorKind::Rejected(_) | ErrorKind::Handshake(_))
-            || self.is_handshake_timeout()
+        matches!(
+            *self.kind,
+            ErrorKind::Rejected(_) | ErrorKind::Handshake(_) | ErrorKind::HttpStatus(_)
+        ) || self.is_handshake_timeout()
     }
 
     fn is_handshake_timeout(&self) -> bool {
@@ -238,6 +263,16 @@ impl fmt::Display for Error {
             ErrorKind::WriteBufferFull => f.write_str("write buffer full: the peer is not reading"),
             ErrorKind::Io(e) => write!(f, "I/O error: {e}"),
             ErrorKind::InvalidUrl(u) => write!(f, "invalid URL: {u}"),
+            ErrorKind::HttpStatus(resp) => {
+                write!(f, "server answered {} instead of upgrading", resp.status())?;
+                let body = String::from_utf8_lossy(resp.body());
+                match body.lines().map(str::trim).find(|l| !l.is_empty()) {
+                    Some(line) => write!(f, ": {}", line.chars().take(200).collect::<String>()),
+                    None => Ok(()),
+                }
+            }
+            ErrorKind::Tls(e) => write!(f, "TLS error: {e}"),
+            ErrorKind::Proxy(e) => write!(f, "proxy error: {e}"),
         }
     }
 }
@@ -245,7 +280,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &*self.kind {
-            ErrorKind::Abnormal(Some(e)) | ErrorKind::Io(e) => Some(e),
+            ErrorKind::Abnormal(Some(e)) | ErrorKind::Io(e) | ErrorKind::Tls(e) => Some(e),
             ErrorKind::Protocol(e) => Some(e),
             ErrorKind::InvalidSend(e) => Some(e),
             ErrorKind::Rejected(e) => Some(e),

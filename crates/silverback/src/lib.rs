@@ -179,19 +179,25 @@ mod config;
 mod error;
 #[cfg(feature = "hyper")]
 mod hyper;
+mod proxy;
 mod server;
 mod shutdown;
 mod split;
+mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod ws;
 
-pub use client::{connect, Dialer};
+pub use client::{connect, ClientStream, Dialer};
 pub use config::Config;
 pub use error::{Error, ErrorKind, Timeout};
 #[cfg(feature = "hyper")]
 pub use hyper::{is_upgrade_request, HyperWebSocket, UpgradeFuture};
+pub use proxy::{Proxy, ProxyKind};
 pub use server::{Accepted, Incoming, RequestHead, Upgrader};
 pub use shutdown::{PongFuture, Shutdown, ShutdownReport, Stats};
 pub use split::{WsReader, WsWriter};
+pub use stream::MaybeTlsStream;
 pub use ws::WebSocket;
 
 pub use futures_core::Stream;
