@@ -45,6 +45,9 @@ pub struct ConnectArgs {
     /// Ignore proxy environment variables.
     #[arg(long, conflicts_with = "proxy")]
     pub no_proxy: bool,
+    /// Do not offer permessage-deflate (offered by default).
+    #[arg(long)]
+    pub no_compression: bool,
     /// Seconds allowed for connecting and the handshake.
     #[arg(long, default_value_t = 10.0)]
     pub handshake_timeout: f64,
@@ -69,6 +72,9 @@ fn dialer(args: &ConnectArgs) -> anyhow::Result<Dialer> {
             bail!("header {h:?} is not `Name: value`");
         };
         dialer = dialer.try_header(name.trim(), value.trim())?;
+    }
+    if !args.no_compression {
+        dialer = dialer.compression(silverback::DeflateConfig::default());
     }
     if let Some(origin) = &args.origin {
         dialer = dialer.try_header("origin", origin)?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use silverback::tls::TlsAcceptor;
-use silverback::{CloseCode, ErrorKind, Shutdown, Upgrader};
+use silverback::{CloseCode, DeflateConfig, ErrorKind, Shutdown, Upgrader};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
@@ -35,6 +35,14 @@ pub struct ServeArgs {
     /// Seconds a client has to complete the opening handshake.
     #[arg(long, default_value_t = 10.0)]
     pub handshake_timeout: f64,
+    /// Do not accept permessage-deflate (on by default).
+    #[arg(long)]
+    pub no_compression: bool,
+    /// Compression memory mode: `dedicated` (a compressor per connection,
+    /// best ratio) or `shared` (no context takeover, compressors shared per
+    /// thread, least memory).
+    #[arg(long, value_parser = ["dedicated", "shared"], default_value = "dedicated")]
+    pub compression_mode: String,
     /// Seconds to let connections finish their closing handshake on
     /// SIGINT/SIGTERM before they are force-closed.
     #[arg(long, default_value_t = 10.0)]
@@ -86,6 +94,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .max_message_size(args.max_message_size)
         .max_frame_size(args.max_frame_size)
         .handshake_timeout(handshake_timeout);
+    if !args.no_compression {
+        let deflate = match args.compression_mode.as_str() {
+            "shared" => DeflateConfig::shared(),
+            _ => DeflateConfig::default(),
+        };
+        upgrader = upgrader.compression(deflate);
+    }
     if args.any_origin {
         upgrader = upgrader.check_origin(|_| true);
     }
@@ -247,7 +262,8 @@ async fn echo<S>(mut ws: silverback::WebSocket<S>, peer: SocketAddr, path: &str)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    tracing::info!(%peer, path, protocol = ws.protocol().unwrap_or(""), "open");
+    let compression = ws.compression().map(|p| p.to_string()).unwrap_or_default();
+    tracing::info!(%peer, path, protocol = ws.protocol().unwrap_or(""), compression, "open");
     let end = loop {
         match ws.recv().await {
             Ok(msg) => {

@@ -150,6 +150,11 @@ pub struct Connection {
     fixed_mask: Option<[u8; 4]>,
     /// Bytes known to be missing before the next frame can be parsed.
     needed: usize,
+    /// Payload bytes of the incomplete text frame at the head of `input`
+    /// already unmasked (in place) and fed to `scan_utf8`: invalid UTF-8
+    /// fails the connection before the rest of the frame arrives.
+    scanned: usize,
+    scan_utf8: Utf8Validator,
 }
 
 impl fmt::Debug for Connection {
@@ -190,6 +195,8 @@ impl Connection {
             fixed_mask: None,
             close_handler: None,
             needed: 2,
+            scanned: 0,
+            scan_utf8: Utf8Validator::new(),
         }
     }
 
@@ -305,13 +312,17 @@ impl Connection {
                 // few bytes pin a large buffer. The buffer grows as the
                 // payload actually arrives.
                 self.input.reserve(self.needed.min(MAX_PREALLOC));
+                if let Err(e) = self.scan_text_prefix(&header, header_len) {
+                    return Err(self.fail(e));
+                }
                 return Ok(None);
             }
             self.needed = 2;
             self.input.advance(header_len);
             let mut payload = self.input.split_to(payload_len);
+            let scanned = std::mem::take(&mut self.scanned);
             if let Some(key) = header.mask {
-                apply_mask(&mut payload, key);
+                apply_mask(&mut payload[scanned..], rotate_key(key, scanned));
             }
             match self.handle_frame(header, payload) {
                 Ok(Some(ev)) => return Ok(Some(ev)),
@@ -319,6 +330,40 @@ impl Connection {
                 Err(e) => return Err(self.fail(e)),
             }
         }
+    }
+
+    /// Fails fast on invalid UTF-8 in a text frame that is still arriving
+    /// (Autobahn 6.4.3/6.4.4): unmasks and checks the payload bytes received
+    /// since the last call. The complete frame is still validated as usual.
+    fn scan_text_prefix(
+        &mut self,
+        h: &FrameHeader,
+        header_len: usize,
+    ) -> Result<(), ProtocolError> {
+        let text = h.rsv == 0
+            && match (h.opcode, &self.partial) {
+                (OpCode::Text, _) => true,
+                (OpCode::Continuation, Some(p)) => p.opcode == OpCode::Text && p.rsv == 0,
+                _ => false,
+            };
+        let avail = self.input.len().saturating_sub(header_len);
+        if !text || avail <= self.scanned {
+            return Ok(());
+        }
+        if self.scanned == 0 {
+            self.scan_utf8 = match &self.partial {
+                Some(p) if h.opcode == OpCode::Continuation => p.utf8.clone(),
+                _ => Utf8Validator::new(),
+            };
+        }
+        let new = &mut self.input[header_len + self.scanned..header_len + avail];
+        if let Some(key) = h.mask {
+            apply_mask(new, rotate_key(key, self.scanned));
+        }
+        self.scanned = avail;
+        self.scan_utf8
+            .feed(new)
+            .map_err(|_| ProtocolError::InvalidUtf8)
     }
 
     fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
@@ -497,6 +542,7 @@ impl Connection {
         }
         self.partial = None;
         self.input.clear();
+        self.scanned = 0;
         self.failure = Some(err.clone());
         err
     }
@@ -555,13 +601,43 @@ impl Connection {
 
     /// Sends a [`Message`].
     pub fn send(&mut self, msg: &Message) -> Result<(), SendError> {
+        self.send_with(msg, None)
+    }
+
+    /// Sends a [`Message`], overriding the negotiated extension for this
+    /// one: `Some(false)` sends it uncompressed, `Some(true)` compresses it
+    /// even below the size threshold, `None` lets the extension decide.
+    pub fn send_with(&mut self, msg: &Message, transform: Option<bool>) -> Result<(), SendError> {
         match msg {
-            Message::Text(t) => self.send_message(OpCode::Text, t.as_bytes()),
-            Message::Binary(b) => self.send_message(OpCode::Binary, b),
+            Message::Text(t) => self.send_message_with(OpCode::Text, t.as_bytes(), transform),
+            Message::Binary(b) => self.send_message_with(OpCode::Binary, b, transform),
+        }
+    }
+
+    /// Whether an extension (permessage-deflate) was negotiated.
+    pub fn has_extension(&self) -> bool {
+        self.extension.is_some()
+    }
+
+    /// Frees what an idle connection can rebuild on its next message: empty
+    /// buffers and the extension's reusable state.
+    pub fn release_idle_memory(&mut self) {
+        self.shrink_buffers();
+        if let Some(ext) = self.extension.as_mut() {
+            ext.release_memory();
         }
     }
 
     fn send_message(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        self.send_message_with(opcode, payload, None)
+    }
+
+    fn send_message_with(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        transform: Option<bool>,
+    ) -> Result<(), SendError> {
         self.check_can_send()?;
         if self.sending_fragmented.is_some() {
             return Err(SendError::Fragmentation);
@@ -569,7 +645,7 @@ impl Connection {
         if let Some(ext) = self.extension.as_mut() {
             let mut encoded = BytesMut::new();
             if let Some(rsv) = ext
-                .encode(opcode, payload, &mut encoded)
+                .encode_with(opcode, payload, &mut encoded, transform)
                 .map_err(SendError::Extension)?
             {
                 self.write_frame(opcode, true, rsv, &encoded);
@@ -691,4 +767,10 @@ impl Connection {
             apply_mask(&mut self.output[start..], key);
         }
     }
+}
+
+/// `key` as it applies from payload offset `offset` on.
+fn rotate_key(mut key: [u8; 4], offset: usize) -> [u8; 4] {
+    key.rotate_left(offset % 4);
+    key
 }

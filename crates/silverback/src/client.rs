@@ -7,8 +7,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::{Response, StatusCode, Uri};
+use silverback_proto::extension::deflate;
 use silverback_proto::handshake::client::{
-    build_request, generate_key, parse_response, validate_response, write_request,
+    build_request, generate_key, parse_response, validate_response_with, write_request,
 };
 use silverback_proto::handshake::HeadLimits;
 use silverback_proto::Role;
@@ -87,6 +88,15 @@ impl Dialer {
     /// the HTTP upgrade together.
     pub fn handshake_timeout(mut self, d: Duration) -> Self {
         self.config = self.config.handshake_timeout(d);
+        self
+    }
+
+    /// Offers permessage-deflate with `deflate` ([`Config::compression`]).
+    pub fn compression(
+        mut self,
+        deflate: silverback_proto::extension::deflate::DeflateConfig,
+    ) -> Self {
+        self.config = self.config.compression(Some(deflate));
         self
     }
 
@@ -267,7 +277,12 @@ impl Dialer {
         let uri = parse_url(url)?;
         let key = generate_key();
         let protocols: Vec<&str> = self.protocols.iter().map(String::as_str).collect();
-        let req = build_request(&uri, &key, &protocols, &self.headers)
+        let mut headers = self.headers.clone();
+        if let Some(cfg) = &self.config.compression {
+            let offer = HeaderValue::from_str(&deflate::client_offer(cfg)).expect("ASCII offer");
+            headers.push((http::header::SEC_WEBSOCKET_EXTENSIONS, offer));
+        }
+        let req = build_request(&uri, &key, &protocols, &headers)
             .map_err(|e| Error::new(ErrorKind::InvalidUrl(e.to_string())))?;
         let mut out = Vec::with_capacity(256);
         write_request(&req, &mut out);
@@ -295,10 +310,12 @@ impl Dialer {
                 Response::from_parts(parts, body),
             ))));
         }
-        let protocol = validate_response(&resp, &key, &protocols)
-            .map_err(|e| Error::new(ErrorKind::Handshake(e)))?;
+        let (protocol, params) =
+            validate_response_with(&resp, &key, &protocols, self.config.compression.as_ref())
+                .map_err(|e| Error::new(ErrorKind::Handshake(e)))?;
         let mut ws = WebSocket::from_raw_socket(stream, Role::Client, self.config, &buf);
         ws.set_protocol(protocol);
+        ws.set_deflate(params);
         let span = tracing::debug_span!(
             "websocket",
             role = "client",

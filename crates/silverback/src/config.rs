@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use silverback_proto::extension::deflate::DeflateConfig;
+
 /// Settings of one WebSocket connection. Every field has a safe default.
 ///
 /// ```
@@ -24,6 +26,7 @@ pub struct Config {
     pub(crate) ping_timeout: Duration,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) write_timeout: Option<Duration>,
+    pub(crate) compression: Option<DeflateConfig>,
 }
 
 impl Default for Config {
@@ -40,6 +43,7 @@ impl Default for Config {
             ping_timeout: Duration::from_secs(20),
             idle_timeout: None,
             write_timeout: Some(Duration::from_secs(30)),
+            compression: None,
         }
     }
 }
@@ -128,6 +132,26 @@ impl Config {
     pub fn write_timeout(mut self, d: Option<Duration>) -> Self {
         self.write_timeout = d;
         self
+    }
+
+    /// permessage-deflate (RFC 7692): `Some(config)` offers it (client) or
+    /// accepts offers (server) with these parameters; default `None`
+    /// (off: compression costs memory per connection — see
+    /// [`MemoryMode`](silverback_proto::extension::deflate::MemoryMode)).
+    /// `max_message_size` applies to the inflated size.
+    ///
+    /// ```
+    /// use silverback::{Config, DeflateConfig};
+    /// let config = Config::default().compression(Some(DeflateConfig::default()));
+    /// ```
+    pub fn compression(mut self, deflate: Option<DeflateConfig>) -> Self {
+        self.compression = deflate;
+        self
+    }
+
+    /// The permessage-deflate settings, if enabled.
+    pub fn get_compression(&self) -> Option<&DeflateConfig> {
+        self.compression.as_ref()
     }
 
     /// The largest message accepted.

@@ -85,6 +85,7 @@ impl Upgrader {
         let on_upgrade = hyper::upgrade::on(req);
         let config = *self.get_config();
         let protocol = accepted.protocol;
+        let deflate = accepted.deflate;
         let inner = Box::pin(async move {
             let upgraded = tokio::time::timeout(config.handshake_timeout, on_upgrade)
                 .await
@@ -93,6 +94,7 @@ impl Upgrader {
             let mut ws =
                 WebSocket::from_raw_socket(TokioIo::new(upgraded), Role::Server, config, &[]);
             ws.set_protocol(protocol);
+            ws.set_deflate(deflate);
             let span = tracing::debug_span!(
                 "websocket",
                 role = "server",

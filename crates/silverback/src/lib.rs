@@ -169,8 +169,19 @@
 //! [`Config::max_write_buffer_size`].
 //!
 //! ## Compression
-//! permessage-deflate plugs into [`silverback_proto::extension`]; it is not
-//! negotiated yet.
+//! permessage-deflate (RFC 7692) is negotiated when
+//! [`Config::compression`] is set, on both sides, with every parameter
+//! (context takeover, window bits 9–15, level, a size threshold). Two memory
+//! modes: a dedicated compressor per connection (best ratio), or
+//! [`DeflateConfig::shared`] (no context takeover, compressors shared per
+//! thread: the least memory). `max_message_size` applies to the inflated
+//! size, checked while inflating, so a decompression bomb ends with 1009.
+//! [`WebSocket::send_compressed`] overrides the choice per message.
+//!
+//! ```
+//! use silverback::{DeflateConfig, Upgrader};
+//! let upgrader = Upgrader::new().compression(DeflateConfig::default());
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -202,4 +213,5 @@ pub use ws::WebSocket;
 
 pub use futures_core::Stream;
 pub use silverback_proto as proto;
+pub use silverback_proto::extension::deflate::{DeflateConfig, DeflateParams, MemoryMode};
 pub use silverback_proto::{CloseCode, CloseFrame, Message, OpCode, Role, Utf8Bytes};

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use silverback_proto::extension::deflate::{self, DeflateConfig, DeflateParams};
 use silverback_proto::handshake::server::{
     accept_response, negotiate_subprotocol, parse_request, same_origin, validate_request,
     write_response, Rejection,
@@ -128,6 +129,8 @@ pub struct Accepted {
     pub response: Response<()>,
     /// The subprotocol chosen.
     pub protocol: Option<String>,
+    /// The permessage-deflate parameters agreed, if any.
+    pub deflate: Option<DeflateParams>,
 }
 
 impl Upgrader {
@@ -173,6 +176,13 @@ impl Upgrader {
     /// See [`Config::max_frame_size`].
     pub fn max_frame_size(mut self, n: usize) -> Self {
         self.config = self.config.max_frame_size(n);
+        self
+    }
+
+    /// Accepts permessage-deflate offers with `deflate`
+    /// ([`Config::compression`]).
+    pub fn compression(mut self, deflate: DeflateConfig) -> Self {
+        self.config = self.config.compression(Some(deflate));
         self
     }
 
@@ -236,8 +246,16 @@ impl Upgrader {
             ));
         }
         let protocol = negotiate_subprotocol(&up.protocols, &self.subprotocols).map(str::to_owned);
-        let response = accept_response(&up.key, protocol.as_deref(), None)?;
-        Ok(Accepted { response, protocol })
+        let deflate = self.config.compression.as_ref().and_then(|cfg| {
+            deflate::server_negotiate(up.extensions.iter().map(String::as_str), cfg)
+        });
+        let ext_header = deflate.map(|p| p.to_string());
+        let response = accept_response(&up.key, protocol.as_deref(), ext_header.as_deref())?;
+        Ok(Accepted {
+            response,
+            protocol,
+            deflate,
+        })
     }
 
     /// Reads the HTTP request from `stream`, and upgrades it (or refuses
@@ -374,6 +392,7 @@ where
                     &self.buffered,
                 );
                 ws.set_protocol(acc.protocol);
+                ws.set_deflate(acc.deflate);
                 let span = tracing::debug_span!(
                     "websocket",
                     role = "server",

@@ -14,6 +14,11 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+/// After the deadline, how long [`Shutdown::shutdown`] waits for the forced
+/// connections to close their transports (those in `recv` or `close` do at
+/// once; one that nothing polls closes when it is dropped).
+const FORCE_GRACE: Duration = Duration::from_millis(100);
+
 struct Inner {
     drain: CancellationToken,
     force: CancellationToken,
@@ -92,9 +97,10 @@ pub struct ShutdownReport {
     /// the shutdown began.
     pub closed_cleanly: usize,
     /// Connections that ended otherwise (no answer to our Close, peer
-    /// vanished), since the shutdown began.
+    /// vanished), since the shutdown began and before the deadline.
     pub closed_uncleanly: usize,
-    /// Connections still open at the deadline: told to close at once.
+    /// Connections still open at the deadline: told to close at once (not
+    /// counted as closed cleanly or uncleanly).
     pub forced: usize,
     /// How long the drain took.
     pub elapsed: Duration,
@@ -173,26 +179,40 @@ impl Shutdown {
         let clean_before = self.inner.clean.load(Ordering::Acquire);
         let unclean_before = self.inner.unclean.load(Ordering::Acquire);
         self.inner.drain.cancel();
-        let all_done = async {
-            loop {
-                let notified = self.inner.all_done.notified();
-                if self.active() == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        };
         let mut forced = 0;
-        if tokio::time::timeout(deadline, all_done).await.is_err() {
+        let (clean, unclean);
+        if tokio::time::timeout(deadline, self.all_done())
+            .await
+            .is_err()
+        {
+            // Counted at the deadline: the forced ones are not also
+            // counted as closed uncleanly when they notice.
             forced = self.active();
+            clean = self.inner.clean.load(Ordering::Acquire);
+            unclean = self.inner.unclean.load(Ordering::Acquire);
             self.inner.force.cancel();
+            let _ = tokio::time::timeout(FORCE_GRACE, self.all_done()).await;
+        } else {
+            clean = self.inner.clean.load(Ordering::Acquire);
+            unclean = self.inner.unclean.load(Ordering::Acquire);
         }
         ShutdownReport {
             open_at_start,
-            closed_cleanly: self.inner.clean.load(Ordering::Acquire) - clean_before,
-            closed_uncleanly: self.inner.unclean.load(Ordering::Acquire) - unclean_before,
+            closed_cleanly: clean - clean_before,
+            closed_uncleanly: unclean - unclean_before,
             forced,
             elapsed: start.elapsed(),
+        }
+    }
+
+    /// Resolves when no tracked connection is left.
+    async fn all_done(&self) {
+        loop {
+            let notified = self.inner.all_done.notified();
+            if self.active() == 0 {
+                return;
+            }
+            notified.await;
         }
     }
 }

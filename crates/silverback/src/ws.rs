@@ -21,6 +21,7 @@ use tokio::time::{Instant, Sleep};
 use crate::error::{Error, ErrorKind, Timeout};
 use crate::shutdown::{PongFuture, ShutdownGuard, Signal, Stats};
 use crate::Config;
+use silverback_proto::extension::deflate::{DeflateParams, PerMessageDeflate};
 
 /// Most pings awaiting their Pong; older ones are dropped (their
 /// [`PongFuture`] fails).
@@ -114,6 +115,7 @@ pub struct WebSocket<S> {
     draining: bool,
     pings: VecDeque<(Bytes, Instant, tokio::sync::oneshot::Sender<Duration>)>,
     stats: Stats,
+    deflate: Option<DeflateParams>,
     opened: Instant,
     span: tracing::Span,
 }
@@ -172,9 +174,24 @@ where
             draining: false,
             pings: VecDeque::new(),
             stats: Stats::default(),
+            deflate: None,
             opened: Instant::now(),
             span: tracing::Span::none(),
         }
+    }
+
+    /// Installs permessage-deflate with the agreed parameters.
+    pub(crate) fn set_deflate(&mut self, params: Option<DeflateParams>) {
+        if let (Some(params), Some(cfg)) = (params, self.config.compression.as_ref()) {
+            let ext = PerMessageDeflate::new(self.conn.role(), params, cfg);
+            self.conn.set_extension(Box::new(ext));
+            self.deflate = Some(params);
+        }
+    }
+
+    /// The permessage-deflate parameters agreed in the handshake, if any.
+    pub fn compression(&self) -> Option<&DeflateParams> {
+        self.deflate.as_ref()
     }
 
     pub(crate) fn set_span(&mut self, span: tracing::Span) {
@@ -271,6 +288,21 @@ where
         Ok(())
     }
 
+    /// Like [`send`](Self::send), choosing compression for this message:
+    /// `true` compresses it even below the size threshold, `false` sends it
+    /// as it is. Without negotiated compression, the same as `send`.
+    pub async fn send_compressed(
+        &mut self,
+        msg: impl Into<Message>,
+        compress: bool,
+    ) -> Result<(), Error> {
+        self.queue_with(&msg.into(), Some(compress))?;
+        if self.should_flush() {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
     /// Sends one fragment of a message (`OpCode::Text`/`Binary` first, then
     /// `OpCode::Continuation`; `fin` on the last one), and flushes it.
     pub async fn send_fragment(
@@ -361,11 +393,19 @@ where
     }
 
     pub(crate) fn queue(&mut self, msg: &Message) -> Result<(), Error> {
+        self.queue_with(msg, None)
+    }
+
+    pub(crate) fn queue_with(
+        &mut self,
+        msg: &Message,
+        compress: Option<bool>,
+    ) -> Result<(), Error> {
         self.check_open()?;
         if self.conn.data_to_send().len() > self.config.max_write_buffer_size {
             return Err(Error::new(ErrorKind::WriteBufferFull));
         }
-        self.conn.send(msg)?;
+        self.conn.send_with(msg, compress)?;
         self.stats.messages_out += 1;
         Ok(())
     }
@@ -511,6 +551,10 @@ where
                 }
                 let due = self.last_rx + interval;
                 if now >= due {
+                    // Idle for a whole interval: give back what the next
+                    // message can rebuild (buffers, compressors without
+                    // context takeover).
+                    self.conn.release_idle_memory();
                     ka.counter = ka.counter.wrapping_add(1);
                     if self.conn.ping(&ka.counter.to_be_bytes()).is_ok() {
                         ka.waiting = true;

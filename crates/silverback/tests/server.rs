@@ -212,7 +212,12 @@ async fn dialer_reports_a_refusal_as_a_handshake_error() {
     .await
     .unwrap_err();
     assert!(err.is_handshake(), "{err:?}");
-    assert!(matches!(err.kind(), ErrorKind::Handshake(_)), "{err:?}");
+    let resp = err.http_response().expect("the refusal's HTTP response");
+    assert_eq!(resp.status(), 403, "{err:?}");
+    assert!(
+        String::from_utf8_lossy(resp.body()).contains("cross-origin"),
+        "{err:?}"
+    );
     assert_refused(&within(server).await.unwrap(), 403);
 }
 

@@ -8,6 +8,8 @@
 //! with the message size limit, so a decompression bomb is stopped early);
 //! on send, each whole message goes through [`Extension::encode`].
 
+pub mod deflate;
+
 use std::fmt;
 
 use bytes::BytesMut;
@@ -60,4 +62,24 @@ pub trait Extension: Send + 'static {
         payload: &[u8],
         out: &mut BytesMut,
     ) -> Result<Option<u8>, ExtensionError>;
+
+    /// Like [`encode`](Self::encode), with a per-message override:
+    /// `Some(false)` sends this message as it is, `Some(true)` transforms
+    /// it even when the extension would not (e.g. below a size threshold).
+    fn encode_with(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        out: &mut BytesMut,
+        transform: Option<bool>,
+    ) -> Result<Option<u8>, ExtensionError> {
+        if transform == Some(false) {
+            return Ok(None);
+        }
+        self.encode(opcode, payload, out)
+    }
+
+    /// Frees memory that the next message can rebuild (e.g. a compressor
+    /// without context takeover). Called for idle connections.
+    fn release_memory(&mut self) {}
 }

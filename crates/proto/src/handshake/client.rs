@@ -7,6 +7,8 @@ use base64::Engine as _;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 
+use crate::extension::deflate::{client_accept, DeflateConfig, DeflateParams};
+
 use super::{accept_key, header_has_token, header_tokens, HeadLimits};
 
 /// A fresh random `Sec-WebSocket-Key` (base64 of 16 random bytes).
@@ -31,6 +33,8 @@ pub enum ResponseError {
     UnofferedProtocol(String),
     /// The server answered with an extension the client did not offer.
     UnofferedExtension(String),
+    /// The server's extension parameters are not acceptable.
+    Extension(String),
 }
 
 impl fmt::Display for ResponseError {
@@ -45,6 +49,7 @@ impl fmt::Display for ResponseError {
             Self::UnofferedProtocol(p) => {
                 write!(f, "server chose subprotocol {p:?} that was not offered")
             }
+            Self::Extension(e) => write!(f, "unacceptable extension response: {e}"),
             Self::UnofferedExtension(e) => {
                 write!(f, "server answered extension {e:?} that was not offered")
             }
@@ -160,12 +165,24 @@ pub fn parse_response(
 /// Validates the server's answer to a request sent with `key` offering
 /// `protocols`: status 101, the upgrade headers, the accept hash, and a
 /// subprotocol (returned) that was offered. Extensions are refused here,
-/// since none were offered.
+/// since none were offered; see [`validate_response_with`].
 pub fn validate_response<B>(
     resp: &Response<B>,
     key: &HeaderValue,
     protocols: &[&str],
 ) -> Result<Option<String>, ResponseError> {
+    validate_response_with(resp, key, protocols, None).map(|(p, _)| p)
+}
+
+/// Like [`validate_response`], for a request that offered
+/// permessage-deflate with `deflate` ([`client_offer`](crate::extension::deflate::client_offer)):
+/// also returns the agreed compression parameters, if the server accepted.
+pub fn validate_response_with<B>(
+    resp: &Response<B>,
+    key: &HeaderValue,
+    protocols: &[&str],
+    deflate: Option<&DeflateConfig>,
+) -> Result<(Option<String>, Option<DeflateParams>), ResponseError> {
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Err(ResponseError::Status(resp.status()));
     }
@@ -179,18 +196,20 @@ pub fn validate_response<B>(
     if h.get(header::SEC_WEBSOCKET_ACCEPT).map(|v| v.as_bytes()) != Some(expected.as_bytes()) {
         return Err(ResponseError::BadAccept);
     }
-    if let Some(ext) = header_tokens(h, header::SEC_WEBSOCKET_EXTENSIONS)
-        .into_iter()
-        .next()
-    {
-        return Err(ResponseError::UnofferedExtension(ext));
-    }
+    let extensions = header_tokens(h, header::SEC_WEBSOCKET_EXTENSIONS);
+    let params = match (deflate, extensions.first()) {
+        (_, None) => None,
+        (None, Some(ext)) => return Err(ResponseError::UnofferedExtension(ext.clone())),
+        (Some(cfg), Some(_)) => client_accept(extensions.iter().map(String::as_str), cfg)
+            .map_err(|e| ResponseError::Extension(e.0))?,
+    };
     let chosen = header_tokens(h, header::SEC_WEBSOCKET_PROTOCOL);
-    match chosen.as_slice() {
-        [] => Ok(None),
-        [p] if protocols.contains(&p.as_str()) => Ok(Some(p.clone())),
-        [p, ..] => Err(ResponseError::UnofferedProtocol(p.clone())),
-    }
+    let protocol = match chosen.as_slice() {
+        [] => None,
+        [p] if protocols.contains(&p.as_str()) => Some(p.clone()),
+        [p, ..] => return Err(ResponseError::UnofferedProtocol(p.clone())),
+    };
+    Ok((protocol, params))
 }
 
 #[cfg(test)]
