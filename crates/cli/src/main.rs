@@ -1,6 +1,7 @@
 //! The `silverback` command: `serve` (echo server and demo page; the
 //! default) and `connect` (interactive client).
 
+mod bench;
 mod connect;
 mod serve;
 
@@ -25,6 +26,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Connect to a WebSocket server: stdin lines out, messages received to stdout.
     Connect(connect::ConnectArgs),
+    /// Load generator: echo throughput and latency, connect storm, idle connections.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(Command::Serve(serve::ServeArgs::default()));
     match command {
         Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Connect(args) => {
             let status = connect::run(args)?;
             std::process::exit(status)
