@@ -15,7 +15,7 @@ use futures_sink::Sink;
 use silverback_proto::{
     CloseCode, CloseFrame, Connection, Event, Message, OpCode, ProtocolError, Role,
 };
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::{Error, ErrorKind, Timeout};
@@ -26,6 +26,12 @@ use silverback_proto::extension::deflate::{DeflateParams, PerMessageDeflate};
 /// Most pings awaiting their Pong; older ones are dropped (their
 /// [`PongFuture`] fails).
 const MAX_PENDING_PINGS: usize = 64;
+
+thread_local! {
+    /// Where reads land when a connection has no partial frame buffered.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; MAX_READ_AHEAD].into_boxed_slice());
+}
 
 /// Most bytes reserved for one read beyond `read_buffer_size`.
 const MAX_READ_AHEAD: usize = 256 * 1024;
@@ -509,6 +515,8 @@ where
                     if self.poll_timers(cx) {
                         continue;
                     }
+                    // Waiting: hold no empty buffers.
+                    self.conn.shrink_buffers();
                     return Poll::Pending;
                 }
             }
@@ -620,9 +628,29 @@ where
             .config
             .read_buffer_size
             .max(self.conn.bytes_needed().min(MAX_READ_AHEAD));
-        let buf: &mut BytesMut = self.conn.read_buf();
-        buf.reserve(want);
-        let res = tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf);
+        let res = if self.conn.buffered_input() == 0 {
+            // Nothing pending: read into the thread's scratch buffer and
+            // copy what arrived. An idle connection then holds no read
+            // buffer at all while it waits.
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let len = want.min(scratch.len());
+                let mut rb = ReadBuf::new(&mut scratch[..len]);
+                match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => {
+                        let n = rb.filled().len();
+                        self.conn.receive_data(rb.filled());
+                        Poll::Ready(Ok(n))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+        } else {
+            let buf: &mut BytesMut = self.conn.read_buf();
+            buf.reserve(want);
+            tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf)
+        };
         if let Poll::Ready(Ok(n)) = res {
             if n > 0 {
                 self.received(n);
