@@ -2,6 +2,8 @@
 # Installs the interop peers the tests talk to, inside the checkout:
 #   .peers/venv   Python virtualenv with `websockets` (PyPI)
 #   .peers/node   Node.js project with `ws` (npm)
+#   /usr/bin/chromium  Debian's headless Chromium (apt; needs root), for the
+#                 browser test (crates/cli/tests/browser.rs)
 # Idempotent: re-running only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,5 +27,20 @@ if [ "$(node -p "require('$PEERS/node/node_modules/ws/package.json').version" 2>
         && npm install --silent --no-audit --no-fund "ws@$NODE_WS_VERSION")
 fi
 
+if [ ! -x /usr/bin/chromium ]; then
+    echo "installing Debian chromium (apt-get)"
+    SUDO=
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    apt_install() { $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+    # Fetch the package lists only when needed: none yet (a fresh machine),
+    # or the install from the lists already there fails (stale lists).
+    if ! apt-cache show chromium >/dev/null 2>&1 || ! apt_install 2>/dev/null; then
+        $SUDO apt-get update -qq >/dev/null
+        apt_install
+    fi
+fi
+
 "$PEERS/venv/bin/python" -c "import websockets; print('python websockets', websockets.__version__)"
 node -e "console.log('node ws', require('$PEERS/node/node_modules/ws/package.json').version)"
+/usr/bin/chromium --version 2>/dev/null

@@ -13,7 +13,7 @@ for c in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done
 
-step "interop peers (Python websockets, Node ws)"
+step "interop peers (Python websockets, Node ws, headless Chromium)"
 scripts/install-peers.sh
 
 step "cargo fmt --check"

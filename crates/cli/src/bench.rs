@@ -153,7 +153,10 @@ fn print_report(r: &Report) {
                 b,
                 b / 1024.0
             ),
-            None => println!("{} idle connections held (no --server-pid: RSS not measured)", r.idle_connections),
+            None => println!(
+                "{} idle connections held (no --server-pid: RSS not measured)",
+                r.idle_connections
+            ),
         },
     }
 }
@@ -171,7 +174,10 @@ fn target(url: &str) -> anyhow::Result<Target> {
     }
     let host = uri.host().context("--url has no host")?;
     Ok(Target {
-        host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
         port: uri.port_u16().unwrap_or(80),
         url: url.to_owned(),
     })
@@ -184,7 +190,11 @@ async fn dial(t: &Target, source: Option<IpAddr>) -> anyhow::Result<(TcpStream, 
         .await?
         .next()
         .context("no address")?;
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     if let Some(ip) = source {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
@@ -242,7 +252,11 @@ struct ConnStats {
 async fn echo(args: &BenchArgs) -> anyhow::Result<Report> {
     let t = target(&args.url)?;
     let payload: Vec<u8> = (0..args.size).map(|i| b'a' + (i % 26) as u8).collect();
-    let opcode = if args.binary { OpCode::Binary } else { OpCode::Text };
+    let opcode = if args.binary {
+        OpCode::Binary
+    } else {
+        OpCode::Text
+    };
     let frame = encode_frame(opcode, &payload);
     let warmup = Duration::try_from_secs_f64(args.warmup)?;
     let duration = Duration::try_from_secs_f64(args.duration)?;
@@ -387,7 +401,8 @@ async fn echo_conn(
         }
     }
     // Clean close: our Close, the server's echo, the server's TCP close.
-    tcp.write_all(&encode_frame(OpCode::Close, &CLOSE_1000)).await?;
+    tcp.write_all(&encode_frame(OpCode::Close, &CLOSE_1000))
+        .await?;
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while tcp.read_buf(&mut buf).await.unwrap_or(0) > 0 {
             buf.clear();
@@ -401,7 +416,8 @@ async fn echo_conn(
 /// `Ok(true)` if the close was clean.
 async fn one_storm_conn(t: &Target) -> anyhow::Result<bool> {
     let (mut tcp, mut buf) = dial(t, None).await?;
-    tcp.write_all(&encode_frame(OpCode::Close, &CLOSE_1000)).await?;
+    tcp.write_all(&encode_frame(OpCode::Close, &CLOSE_1000))
+        .await?;
     let mut saw_close = false;
     loop {
         if let Ok(Decoded::Header(h, n)) = decode_header(&buf) {
@@ -455,7 +471,11 @@ async fn storm(args: &BenchArgs) -> anyhow::Result<Report> {
         seconds: secs,
         handshakes: ok,
         handshakes_per_sec: ok as f64 / secs,
-        clean_close_ratio: if ok == 0 { 0.0 } else { clean as f64 / ok as f64 },
+        clean_close_ratio: if ok == 0 {
+            0.0
+        } else {
+            clean as f64 / ok as f64
+        },
         errors,
         ..Default::default()
     })
@@ -481,11 +501,20 @@ async fn idle(args: &BenchArgs) -> anyhow::Result<Report> {
     let bar = progress(args, Duration::from_millis(args.conns as u64));
     for i in 0..args.conns {
         let source = if args.source_addrs > 1 {
-            Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % args.source_addrs as usize) as u8)))
+            Some(IpAddr::V4(Ipv4Addr::new(
+                127,
+                0,
+                0,
+                1 + (i % args.source_addrs as usize) as u8,
+            )))
         } else {
             None
         };
-        conns.push(dial(&t, source).await.with_context(|| format!("connection {i}"))?);
+        conns.push(
+            dial(&t, source)
+                .await
+                .with_context(|| format!("connection {i}"))?,
+        );
         bar.set_position(i as u64);
     }
     bar.finish_and_clear();

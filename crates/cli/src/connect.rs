@@ -58,7 +58,13 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(connect(args))
+    let status = rt.block_on(connect(args));
+    // tokio reads stdin with a blocking read on another thread, which
+    // cannot be cancelled: when the server ends the session while stdin is
+    // still open, waiting for that read would keep us running until the
+    // next line (or EOF) arrives.
+    rt.shutdown_background();
+    status
 }
 
 fn dialer(args: &ConnectArgs) -> anyhow::Result<Dialer> {

@@ -120,6 +120,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         ("ws", "http")
     };
+    // Handle SIGINT/SIGTERM from before the listening line: whoever waits
+    // for that line may signal at once.
+    let signal = stop_signal();
     tracing::info!("listening on {ws_scheme}://{local}{}", args.path);
     tracing::info!("demo page on {http_scheme}://{local}/");
     let shutdown = Shutdown::new();
@@ -129,7 +132,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         page: DEMO_PAGE.replace("__WS_PATH__", &args.path),
         shutdown: shutdown.clone(),
     });
-    let signal = stop_signal();
     tokio::pin!(signal);
     loop {
         tokio::select! {
@@ -178,26 +180,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves with the name of the first SIGINT or SIGTERM.
-async fn stop_signal() -> &'static str {
+/// Installs the SIGINT and SIGTERM handlers now (a signal that comes
+/// before the first poll is kept, not fatal) and resolves with the name of
+/// the first one received.
+fn stop_signal() -> impl std::future::Future<Output = &'static str> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+        let handlers = signal(SignalKind::interrupt())
+            .and_then(|int| Ok((int, signal(SignalKind::terminate())?)));
+        async move {
+            match handlers {
+                Ok((mut int, mut term)) => tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                },
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    "SIGINT"
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }
 

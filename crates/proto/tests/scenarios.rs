@@ -869,6 +869,72 @@ fn client_rejects_invalid_utf8_on_the_bad_fragment() {
     rejects_invalid_utf8_on_the_bad_fragment(Role::Client);
 }
 
+/// Autobahn 6.4.3/6.4.4: one text frame arriving in chops. Invalid UTF-8
+/// fails the connection with the chop that holds it, before the rest of the
+/// frame (here: never sent) arrives. Also inside a continuation frame, and
+/// a valid frame sent in chops still comes out whole.
+fn rejects_invalid_utf8_inside_an_incomplete_frame(role: Role) {
+    let prefix = "κόσμε".as_bytes();
+    for (payload, good, bad) in [
+        // 6.4.3: the second chop is f4 90 80 80 (above U+10FFFF).
+        (&b"\xf4\x90\x80\x80edited"[..], 0, 4),
+        // 6.4.4: the first chop ends on f4 (a valid start), then 0x90.
+        (&b"\xf4\x90"[..], 1, 1),
+    ] {
+        let whole = from_peer(role, TEXT, true, &[prefix, payload].concat());
+        let head = whole.len() - payload.len();
+        let mut conn = Connection::new(role);
+        conn.receive_data(&whole[..head + good]);
+        assert_eq!(conn.next_event(), Ok(None), "first chop is fine");
+        conn.receive_data(&whole[head + good..head + good + bad]);
+        assert_eq!(conn.next_event(), Err(ProtocolError::InvalidUtf8));
+        assert_failed(&mut conn, &ProtocolError::InvalidUtf8, 1007);
+    }
+
+    // Inside a continuation frame, with a character split across frames.
+    let mut conn = Connection::new(role);
+    conn.receive_data(&from_peer(role, TEXT, false, &prefix[..3]));
+    assert_eq!(conn.next_event(), Ok(None));
+    let cont = from_peer(
+        role,
+        CONT,
+        true,
+        &[&prefix[3..], b"\xed\xa0\x80 and more"].concat(),
+    );
+    let bad = cont.len() - b"\xa0\x80 and more".len();
+    conn.receive_data(&cont[..bad]);
+    assert_eq!(conn.next_event(), Ok(None));
+    conn.receive_data(&cont[bad..bad + 1]);
+    assert_eq!(conn.next_event(), Err(ProtocolError::InvalidUtf8));
+    assert_failed(&mut conn, &ProtocolError::InvalidUtf8, 1007);
+
+    // Valid text in chops of every size: the same message as all at once.
+    let text_in = text_of_len(300);
+    let input = concat(&[
+        from_peer(role, TEXT, false, &text_in.as_bytes()[..101]),
+        from_peer(role, CONT, true, &text_in.as_bytes()[101..]),
+    ]);
+    for chunk in 1..=9 {
+        let mut conn = Connection::new(role);
+        let mut events = Vec::new();
+        for piece in input.chunks(chunk) {
+            conn.receive_data(piece);
+            events.extend(drain(&mut conn));
+        }
+        assert_eq!(events, [text(&text_in)], "chunks of {chunk}");
+    }
+}
+
+#[test]
+fn server_rejects_invalid_utf8_inside_an_incomplete_frame() {
+    rejects_invalid_utf8_inside_an_incomplete_frame(Role::Server);
+}
+
+#[test]
+fn client_rejects_invalid_utf8_inside_an_incomplete_frame() {
+    rejects_invalid_utf8_inside_an_incomplete_frame(Role::Client);
+}
+
 fn rejects_one_byte_close(role: Role) {
     let input = from_peer(role, CLOSE, true, &[0x03]);
     expect_failure(role, &input, ProtocolError::ClosePayloadTooShort, 1002);

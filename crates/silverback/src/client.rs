@@ -227,7 +227,12 @@ impl Dialer {
         } else {
             MaybeTlsStream::Plain(tcp)
         };
-        self.handshake(stream, url).await
+        let result = self.handshake(stream, url).await;
+        if secure {
+            result.map_err(tls_failure_as_tls_error)
+        } else {
+            result
+        }
     }
 
     #[cfg(feature = "tls")]
@@ -353,6 +358,30 @@ async fn read_error_body<S: AsyncRead + Unpin>(
     let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
     buf.truncate(want);
     buf.freeze()
+}
+
+/// A TLS failure seen while the upgrade request is exchanged over a
+/// `wss://` connection is an [`ErrorKind::Tls`] error, as one during the
+/// TLS handshake is: with TLS 1.3 the server checks the client's
+/// certificate after the client considers the handshake done, so a refused
+/// (or missing) client certificate arrives as an alert on the first read.
+#[cfg(feature = "tls")]
+fn tls_failure_as_tls_error(e: Error) -> Error {
+    match e.into_kind() {
+        ErrorKind::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>()) =>
+        {
+            Error::new(ErrorKind::Tls(io))
+        }
+        other => Error::new(other),
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_failure_as_tls_error(e: Error) -> Error {
+    e
 }
 
 /// Where a redirect answered to `url` points, as a `ws(s)://` URL.

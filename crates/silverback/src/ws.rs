@@ -614,8 +614,14 @@ where
         self.stats.bytes_in += n as u64;
         if self.config.ping_interval.is_some() || self.config.idle_timeout.is_some() {
             self.last_rx = Instant::now();
-            if let Some(ka) = self.keepalive.as_mut() {
-                ka.waiting = false;
+            if let (Some(ka), Some(interval)) = (self.keepalive.as_mut(), self.config.ping_interval)
+            {
+                if ka.waiting {
+                    // Answered: the next Ping is due an interval from now,
+                    // not when the answer's timeout would have expired.
+                    ka.waiting = false;
+                    ka.timer.as_mut().reset(self.last_rx + interval);
+                }
             }
         }
     }

@@ -15,7 +15,12 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufRead
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::{timeout, timeout_at, Instant};
+
+/// Client-side helpers: `silverback connect` runs, interop peer servers,
+/// certificates for `serve --tls-cert`.
+pub mod client_side;
 
 /// How long the server may take to print its listening line.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,18 +58,23 @@ pub fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// Parses the `ws://ADDR/PATH` URL out of the server's
-/// `listening on ws://ADDR/PATH` log line.
+/// Parses the `ws://ADDR/PATH` (or `wss://`) URL out of a
+/// `listening on ws://ADDR/PATH` line (the server's log, or an interop
+/// peer server's stdout, whose URL may have no path: then it is `/`).
 pub fn parse_listening_line(line: &str) -> Option<(String, SocketAddr, String)> {
     let url = line
         .split("listening on ")
         .nth(1)?
         .split_whitespace()
         .next()?;
-    let rest = url.strip_prefix("ws://")?;
-    let slash = rest.find('/')?;
-    let addr = rest[..slash].parse().ok()?;
-    Some((url.to_owned(), addr, rest[slash..].to_owned()))
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"))?;
+    let (addr, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    Some((url.to_owned(), addr.parse().ok()?, path.to_owned()))
 }
 
 /// A running `silverback serve`, killed when dropped.
@@ -77,6 +87,58 @@ pub struct Server {
     /// The WebSocket path.
     pub path: String,
     log: Arc<Mutex<Vec<String>>>,
+    /// Log lines not looked at yet (by the startup or
+    /// [`wait_for_log`](Self::wait_for_log)).
+    lines: mpsc::UnboundedReceiver<String>,
+    /// The task that reads stderr; it ends at the end of the stream.
+    log_reader: Option<JoinHandle<()>>,
+}
+
+/// A spawned `silverback` whose stderr is read line by line in a task (so
+/// that it never blocks on a full pipe).
+struct Launched {
+    child: Child,
+    /// Every line so far, colours stripped.
+    log: Arc<Mutex<Vec<String>>>,
+    /// Each line as it comes.
+    lines: mpsc::UnboundedReceiver<String>,
+    /// The reading task; it ends at the end of stderr.
+    reader: JoinHandle<()>,
+}
+
+/// Spawns `silverback ARGS...` with `RUST_LOG` set to `rust_log`, or unset.
+fn launch(args: &[&str], rust_log: Option<&str>) -> Launched {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_silverback"));
+    cmd.args(args);
+    match rust_log {
+        Some(filter) => cmd.env("RUST_LOG", filter),
+        None => cmd.env_remove("RUST_LOG"),
+    };
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning the silverback binary");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, lines) = mpsc::unbounded_channel();
+    let stderr = child.stderr.take().expect("piped stderr");
+    let sink = log.clone();
+    let reader = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let line = strip_ansi(&line);
+            sink.lock().unwrap().push(line.clone());
+            let _ = tx.send(line);
+        }
+    });
+    Launched {
+        child,
+        log,
+        lines,
+        reader,
+    }
 }
 
 impl Server {
@@ -90,32 +152,15 @@ impl Server {
     /// `silverback serve ARGS...`; returns once the listening line was
     /// printed (fails after [`STARTUP_TIMEOUT`] or if the process exits).
     pub async fn spawn(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_silverback"))
-            .arg("serve")
-            .args(args)
-            // The listening line is logged at info: make sure it is shown.
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawning the silverback binary");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let stderr = child.stderr.take().expect("piped stderr");
-        let sink = log.clone();
-        // Keeps draining stderr for the server's whole life (so that it
-        // never blocks on a full pipe) and records it for diagnostics.
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let line = strip_ansi(&line);
-                sink.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-
+        let mut full = vec!["serve"];
+        full.extend_from_slice(args);
+        // The listening line is logged at info: make sure it is shown.
+        let Launched {
+            mut child,
+            log,
+            lines: mut rx,
+            reader,
+        } = launch(&full, Some("info"));
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             match timeout_at(deadline, rx.recv()).await {
@@ -127,6 +172,8 @@ impl Server {
                             addr,
                             path,
                             log,
+                            lines: rx,
+                            log_reader: Some(reader),
                         };
                     }
                 }
@@ -142,6 +189,52 @@ impl Server {
                     log.lock().unwrap().join("\n")
                 ),
             }
+        }
+    }
+
+    /// `silverback -q serve --addr 127.0.0.1:PORT EXTRA...`, without
+    /// `RUST_LOG`: it logs nothing below warnings, the listening line
+    /// included, so the port is picked beforehand and the server is ready
+    /// once a connection to it succeeds.
+    pub async fn start_quiet(extra: &[&str]) -> Server {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe bind");
+            probe.local_addr().unwrap().port()
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let addr_arg = addr.to_string();
+        let mut args = vec!["-q", "serve", "--addr", &addr_arg];
+        args.extend_from_slice(extra);
+        let Launched {
+            mut child,
+            log,
+            lines,
+            reader,
+        } = launch(&args, None);
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        // Readiness: poll until the port accepts (bounded), failing early
+        // if the process exits.
+        while TcpStream::connect(addr).await.is_err() {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!(
+                    "silverback {args:?} exited before listening ({status}); stderr:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "silverback {args:?} not listening on {addr} within {STARTUP_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Server {
+            child,
+            ws_url: format!("ws://{addr}/ws"),
+            addr,
+            path: "/ws".to_owned(),
+            log,
+            lines,
+            log_reader: Some(reader),
         }
     }
 
@@ -177,27 +270,129 @@ impl Server {
 
     /// Sends SIGINT, as Ctrl-C does.
     pub async fn interrupt(&self) {
+        self.signal("INT").await;
+    }
+
+    /// Sends SIGTERM, as a service manager does.
+    pub async fn terminate(&self) {
+        self.signal("TERM").await;
+    }
+
+    /// Sends `SIG<name>` with `kill -<name>`.
+    pub async fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-INT", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
             .await
             .expect("running kill");
         assert!(
             status.success(),
-            "kill -INT {} failed: {status}",
+            "kill -{name} {} failed: {status}",
             self.pid()
         );
     }
 
-    /// Waits for the process to exit, at most [`EXIT_TIMEOUT`].
+    /// Waits for the process to exit, at most [`EXIT_TIMEOUT`], and for
+    /// its log to be read to the end (so [`log`](Self::log) is complete).
     pub async fn wait_exit(&mut self) -> ExitStatus {
-        match timeout(EXIT_TIMEOUT, self.child.wait()).await {
+        let status = match timeout(EXIT_TIMEOUT, self.child.wait()).await {
             Ok(status) => status.expect("waiting for silverback"),
             Err(_) => panic!(
                 "silverback serve did not exit within {EXIT_TIMEOUT:?}; stderr:\n{}",
                 self.log()
             ),
+        };
+        if let Some(reader) = self.log_reader.take() {
+            timeout(IO_TIMEOUT, reader)
+                .await
+                .expect("stderr still open after the server exited")
+                .expect("stderr reader");
         }
+        status
+    }
+
+    /// Waits (at most [`IO_TIMEOUT`]) for a log line that satisfies
+    /// `pred`, looking only at lines not seen by an earlier call; returns
+    /// it.
+    pub async fn wait_for_log(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            match timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) if pred(&line) => return line,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("no {what} in the log before it ended:\n{}", self.log()),
+                Err(_) => panic!(
+                    "no {what} in the log within {IO_TIMEOUT:?}:\n{}",
+                    self.log()
+                ),
+            }
+        }
+    }
+}
+
+/// The message of a log line (`TIMESTAMP  INFO message key=value...`) is
+/// exactly `message` (`closed` is not `closed unexpectedly`).
+pub fn is_log_message(line: &str, message: &str) -> bool {
+    let Some((_, rest)) = line.split_once(" INFO ") else {
+        return false;
+    };
+    match rest.trim_start().strip_prefix(message) {
+        Some("") => true,
+        Some(fields) => {
+            fields.starts_with(' ')
+                && fields
+                    .split_whitespace()
+                    .next()
+                    .is_some_and(|f| f.contains('='))
+        }
+        None => false,
+    }
+}
+
+/// The log lines with `message` (see [`is_log_message`]).
+pub fn log_lines<'a>(log: &'a str, message: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| is_log_message(l, message)).collect()
+}
+
+/// The counts of the server's drain report line, `N connections drained
+/// in Xs: A closed cleanly, B uncleanly, C forced`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DrainReport {
+    pub open: usize,
+    pub clean: usize,
+    pub unclean: usize,
+    pub forced: usize,
+    pub seconds: f64,
+}
+
+impl DrainReport {
+    /// The report line in `log`, parsed; panics if there is not exactly one.
+    pub fn from_log(log: &str) -> DrainReport {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" connections drained in "))
+            .collect();
+        assert_eq!(lines.len(), 1, "expected one drain report line in:\n{log}");
+        Self::parse(lines[0]).unwrap_or_else(|| panic!("malformed drain report: {}", lines[0]))
+    }
+
+    /// Parses a drain report line.
+    pub fn parse(line: &str) -> Option<DrainReport> {
+        let (head, tail) = line.split_once(" connections drained in ")?;
+        let open = head.rsplit(' ').next()?.parse().ok()?;
+        let (secs, counts) = tail.split_once("s: ")?;
+        let mut n = counts
+            .split(", ")
+            .map(|part| part.split(' ').next().and_then(|v| v.parse::<usize>().ok()));
+        let (clean, unclean, forced) = (n.next()??, n.next()??, n.next()??);
+        let expected = format!("{clean} closed cleanly, {unclean} uncleanly, {forced} forced");
+        (counts.trim_end() == expected).then_some(DrainReport {
+            open,
+            clean,
+            unclean,
+            forced,
+            seconds: secs.parse().ok()?,
+        })
     }
 }
 
@@ -260,6 +455,83 @@ pub async fn run_bounded(mut cmd: Command, limit: Duration) -> std::io::Result<F
         stdout: stdout.await.unwrap_or_default(),
         stderr: stderr.await.unwrap_or_default(),
     })
+}
+
+/// A child process whose stdout is read line by line while it runs (for a
+/// peer that says when it is ready).
+pub struct Running {
+    child: Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    stdout: JoinHandle<String>,
+    stderr: JoinHandle<String>,
+}
+
+impl Running {
+    /// Spawns `cmd` with stdout and stderr piped; an error if it could not
+    /// be started (e.g. program not found).
+    pub fn spawn(mut cmd: Command) -> std::io::Result<Running> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let (tx, lines) = mpsc::unbounded_channel();
+        let out = child.stdout.take().expect("piped stdout");
+        let stdout = tokio::spawn(async move {
+            let mut all = String::new();
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                all.push_str(&line);
+                all.push('\n');
+                let _ = tx.send(line);
+            }
+            all
+        });
+        let stderr = tokio::spawn(read_all(child.stderr.take().expect("piped stderr")));
+        Ok(Running {
+            child,
+            lines,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Waits (at most `limit`) for a stdout line equal to `line`; `false`
+    /// if stdout ended first (see [`finish`](Self::finish) for why).
+    pub async fn wait_for_line(&mut self, line: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            match timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(l)) if l.trim_end() == line => return true,
+                Ok(Some(_)) => {}
+                Ok(None) => return false,
+                Err(_) => panic!("no {line:?} line on stdout within {limit:?}"),
+            }
+        }
+    }
+
+    /// Waits for the exit (killed, and a panic, after `limit`) and returns
+    /// what it printed.
+    pub async fn finish(mut self, limit: Duration) -> Finished {
+        let status = match timeout(limit, self.child.wait()).await {
+            Ok(status) => status.expect("waiting for the child"),
+            Err(_) => {
+                let _ = self.child.start_kill();
+                let status = self.child.wait().await;
+                panic!(
+                    "child did not finish within {limit:?}, killed ({status:?})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                    self.stdout.await.unwrap_or_default(),
+                    self.stderr.await.unwrap_or_default()
+                );
+            }
+        };
+        Finished {
+            status,
+            stdout: self.stdout.await.unwrap_or_default(),
+            stderr: self.stderr.await.unwrap_or_default(),
+        }
+    }
 }
 
 // ----- raw HTTP / WebSocket client ------------------------------------------

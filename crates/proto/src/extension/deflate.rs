@@ -42,7 +42,9 @@ pub enum MemoryMode {
     Dedicated,
     /// No context takeover in either direction, with compressors shared by
     /// all connections of a thread: the smallest memory (no per-connection
-    /// zlib state), as uWebSockets does.
+    /// zlib state), as uWebSockets does. A compressed message received in
+    /// several frames is inflated with a decompressor of its own, dropped
+    /// at its last frame.
     Shared,
 }
 
@@ -378,6 +380,10 @@ pub struct PerMessageDeflate {
     /// The peer's deflate stream ended (BFINAL) inside the current
     /// message: ignore the rest of it.
     stream_ended: bool,
+    /// Shared mode: a message in several frames is being inflated, with
+    /// this connection's own decompressor (the thread's one may serve other
+    /// connections, or be another thread's, before the next frame).
+    fragmented: bool,
 }
 
 impl fmt::Debug for PerMessageDeflate {
@@ -418,6 +424,7 @@ impl PerMessageDeflate {
             compressor: None,
             decompressor: None,
             stream_ended: false,
+            fragmented: false,
         }
     }
 
@@ -442,6 +449,7 @@ fn zlib_error(reason: &'static str) -> ExtensionError {
 /// `00 00 ff ff`.
 fn deflate_into(c: &mut Compress, input: &[u8], out: &mut BytesMut) -> Result<(), ExtensionError> {
     let start_in = c.total_in();
+    let start_out = out.len();
     out.reserve(input.len() / 2 + 64);
     loop {
         let consumed = (c.total_in() - start_in) as usize;
@@ -466,7 +474,13 @@ fn deflate_into(c: &mut Compress, input: &[u8], out: &mut BytesMut) -> Result<()
             break;
         }
     }
-    if out.ends_with(&TAIL) {
+    if out.len() == start_out {
+        // No new input since the last flush (an empty message with context
+        // takeover): zlib emits nothing, but the message must still hold
+        // an empty stored block's header (RFC 7692 §7.2.1); an empty
+        // payload would leave the peer's inflater inside a stored block.
+        out.extend_from_slice(&[0x00]);
+    } else if out[start_out..].ends_with(&TAIL) {
         out.truncate(out.len() - TAIL.len());
     }
     Ok(())
@@ -539,14 +553,14 @@ impl Extension for PerMessageDeflate {
             }
             Ok(())
         };
-        if self.shared {
+        if self.shared && fin && !self.fragmented {
+            // A whole message in one frame: inflated in one call with the
+            // thread's decompressor, left clean for the next user.
             return SHARED_INFLATE.with(|cell| {
                 let mut slot = cell.borrow_mut();
                 let d = slot.get_or_insert_with(Self::new_decompressor);
                 let res = run(d);
-                if fin || res.is_err() {
-                    d.reset(false);
-                }
+                d.reset(false);
                 res
             });
         }
@@ -554,6 +568,15 @@ impl Extension for PerMessageDeflate {
         let res = run(d);
         if fin && self.recv_no_takeover {
             d.reset(false);
+        }
+        if self.shared {
+            // A message in several frames keeps its own decompressor until
+            // its last frame; then none is kept (shared mode holds no zlib
+            // state per idle connection).
+            self.fragmented = !fin && res.is_ok();
+            if !self.fragmented {
+                self.decompressor = None;
+            }
         }
         res
     }

@@ -19,11 +19,17 @@ use silverback::proto::handshake::server::parse_request;
 use silverback::proto::handshake::{accept_key, HeadLimits};
 use silverback::proto::http::{Request, Response};
 use silverback::proto::mask::apply_mask;
-use silverback::{Error, OpCode, Upgrader, WebSocket};
+use silverback::{Config, Dialer, Error, OpCode, Role, Shutdown, Upgrader, WebSocket};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
+
+/// Servers and proxies for the client-side tests.
+pub mod dial;
+/// Certificates made at test time (rcgen) and TLS settings.
+#[cfg(feature = "tls")]
+pub mod pki;
 
 /// Upper bound for any one step of a test: generous, only there so that a
 /// hang fails instead of blocking the suite.
@@ -210,6 +216,9 @@ pub struct RawPeer {
     pub stream: TcpStream,
     /// Bytes read but not consumed yet.
     pub buf: BytesMut,
+    /// The role it plays: [`send_frame`](Self::send_frame) masks as a
+    /// client does. `Client` unless it answered an upgrade request.
+    pub role: Role,
 }
 
 impl RawPeer {
@@ -217,6 +226,7 @@ impl RawPeer {
         Self {
             stream,
             buf: BytesMut::new(),
+            role: Role::Client,
         }
     }
 
@@ -248,6 +258,80 @@ impl RawPeer {
     /// Sends a masked frame.
     pub async fn send(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
         self.write(&client_frame(opcode, fin, payload)).await;
+    }
+
+    /// A whole frame as its role sends it: masked by a client, unmasked by
+    /// a server.
+    pub fn encode(&self, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        match self.role {
+            Role::Client => client_frame(opcode, true, payload),
+            Role::Server => server_frame(opcode, true, payload),
+        }
+    }
+
+    /// Sends a whole frame as its role does (see [`encode`](Self::encode)).
+    pub async fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        let bytes = self.encode(opcode, payload);
+        self.write(&bytes).await;
+    }
+
+    /// Ends the TCP connection as its role does once the closing handshake
+    /// is complete: a server closes first, a client waits for the server to
+    /// (RFC 6455 §7.1.1). Either way, it then sees the end of stream.
+    pub async fn finish_tcp(&mut self) {
+        if self.role == Role::Server {
+            within(self.stream.shutdown()).await.unwrap();
+        }
+        self.expect_eof().await;
+    }
+
+    /// Answers the other side's closing handshake: reads frames up to its
+    /// Close (skipping the others), echoes the code, ends TCP
+    /// ([`finish_tcp`](Self::finish_tcp)). Returns the Close it got.
+    pub async fn answer_close(&mut self) -> Frame {
+        let close = loop {
+            let f = self.read_frame().await;
+            if f.opcode == OpCode::Close {
+                break f;
+            }
+        };
+        let echo = close.payload.get(..2).unwrap_or_default().to_vec();
+        self.send_frame(OpCode::Close, &echo).await;
+        self.finish_tcp().await;
+        close
+    }
+
+    /// Answers the upgrade request it reads with 101 (and `after_101` in
+    /// the same write); from then on it plays the server.
+    pub async fn answer_upgrade(&mut self, after_101: &[u8]) {
+        let req = self.read_request_head().await;
+        let key = req.headers()["sec-websocket-key"].as_bytes();
+        let mut out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            accept_key(key)
+        )
+        .into_bytes();
+        out.extend_from_slice(after_101);
+        self.write(&out).await;
+        self.role = Role::Server;
+    }
+
+    /// Runs a closing handshake it starts with `code`: sends the Close,
+    /// reads the answer (skipping frames still in flight), and checks
+    /// the TCP end as RFC 6455 §7.1.1 has it (a server closes first, a
+    /// client waits for the server to). Returns the answer.
+    pub async fn close_handshake(&mut self, code: u16, reason: &str) -> Frame {
+        self.send_frame(OpCode::Close, &close_payload(code, reason))
+            .await;
+        let answer = loop {
+            let f = self.read_frame().await;
+            if f.opcode == OpCode::Close {
+                break f;
+            }
+        };
+        self.finish_tcp().await;
+        answer
     }
 
     /// Reads more input; returns how many bytes came (0 at end of stream).
@@ -384,20 +468,109 @@ where
     let (addr, task) = spawn_accept(move |stream| async move {
         stream.set_nodelay(true).unwrap();
         let mut peer = RawPeer::new(stream);
-        let req = peer.read_request_head().await;
-        let key = req.headers()["sec-websocket-key"].as_bytes();
-        let mut out = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {}\r\n\r\n",
-            accept_key(key)
-        )
-        .into_bytes();
-        out.extend_from_slice(&after_101);
-        peer.write(&out).await;
+        peer.answer_upgrade(&after_101).await;
         f(peer).await
     })
     .await;
     (format!("ws://{addr}/ws"), task)
+}
+
+/// One of our WebSockets playing `role` (a server from an [`Upgrader`], a
+/// client from a [`Dialer`], with `config`), connected over loopback to a
+/// [`RawPeer`] playing the other role.
+pub async fn raw_pair(role: Role, config: Config) -> (WebSocket<TcpStream>, RawPeer) {
+    match role {
+        Role::Server => {
+            let (addr, server) = spawn_accept(move |stream| async move {
+                Upgrader::new().config(config).upgrade(stream).await
+            })
+            .await;
+            let peer = RawPeer::handshake(addr).await;
+            let ws = within(server).await.unwrap().expect("server upgrade");
+            (ws, peer)
+        }
+        Role::Client => {
+            let (url, server) = spawn_raw_server(Vec::new(), |peer| async move { peer }).await;
+            let ws = dial(&Dialer::new().config(config), &url).await;
+            (ws, within(server).await.unwrap())
+        }
+    }
+}
+
+/// A server and a client of ours, connected over loopback: the server
+/// upgraded by `upgrader`, the client dialed by `dialer`.
+pub async fn pair(
+    upgrader: Upgrader,
+    dialer: Dialer,
+) -> (WebSocket<TcpStream>, WebSocket<TcpStream>) {
+    let (url, server) = spawn_server(upgrader, |ws| async move { ws }).await;
+    let client = dial(&dialer, &url).await;
+    (within(server).await.unwrap(), client)
+}
+
+/// A client of ours on a plain `TcpStream` (what [`Dialer::connect`] does
+/// for `ws://`, with the transport type of the server side).
+pub async fn dial(dialer: &Dialer, url: &str) -> WebSocket<TcpStream> {
+    let stream = within(TcpStream::connect(addr_of(url))).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (ws, _) = within(dialer.handshake(stream, url))
+        .await
+        .expect("client handshake");
+    ws
+}
+
+/// An echo server for any number of connections, each tracked by
+/// `shutdown`. It stops accepting when the shutdown begins. Each
+/// connection's end (the error that ended its echo loop, and the WebSocket,
+/// so that its transport stays open until the test drops it) arrives on
+/// `ends`.
+pub struct EchoServer {
+    pub url: String,
+    pub addr: SocketAddr,
+    pub shutdown: Shutdown,
+    pub ends: mpsc::UnboundedReceiver<(Error, WebSocket<TcpStream>)>,
+    /// The accept loop; it ends when the shutdown begins.
+    pub accept_loop: JoinHandle<()>,
+}
+
+impl EchoServer {
+    pub async fn spawn(upgrader: Upgrader) -> Self {
+        let (listener, addr) = listen().await;
+        let shutdown = Shutdown::new();
+        let (tx, ends) = mpsc::unbounded_channel();
+        let sd = shutdown.clone();
+        let accept_loop = tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    accepted = listener.accept() => accepted.unwrap().0,
+                    () = sd.draining() => return,
+                };
+                let (upgrader, sd, tx) = (upgrader.clone(), sd.clone(), tx.clone());
+                tokio::spawn(async move {
+                    stream.set_nodelay(true).unwrap();
+                    let Ok(mut ws) = upgrader.upgrade(stream).await else {
+                        return;
+                    };
+                    sd.track(&mut ws);
+                    let _ = tx.send(echo(ws).await);
+                });
+            }
+        });
+        Self {
+            url: format!("ws://{addr}/ws"),
+            addr,
+            shutdown,
+            ends,
+            accept_loop,
+        }
+    }
+
+    /// The next connection end.
+    pub async fn next_end(&mut self) -> (Error, WebSocket<TcpStream>) {
+        within(self.ends.recv())
+            .await
+            .expect("server still running")
+    }
 }
 
 /// Makes dropping `stream` reset the connection (RST) instead of closing

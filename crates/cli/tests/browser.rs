@@ -1,0 +1,352 @@
+#![allow(missing_docs)]
+//! A real browser against `silverback serve`: headless Chromium (Debian's
+//! `chromium`, installed by `scripts/install-peers.sh`) loads a test page
+//! served by this test on 127.0.0.1 (another origin than the WebSocket
+//! server, so the server runs with `--any-origin`). The page opens a
+//! WebSocket to the server, checks that `ws.extensions` holds
+//! permessage-deflate, echoes a text, a binary and a 100 KB text message,
+//! closes with 1000, and POSTs its report back to the test's responder.
+//! The server's log must show the extension, the close and that the large
+//! message crossed the wire compressed. A missing chromium fails the test
+//! (never skipped); every wait is bounded and Chromium (with its whole
+//! process group) is stopped at the end.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const INSTALL_HINT: &str = "run scripts/install-peers.sh";
+/// Bound on the whole browser run, from launch to the page's report.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
+/// The large message the page sends, in bytes.
+const LARGE: usize = 100 * 1024;
+
+const PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>silverback browser test</title></head>
+<body><pre id="log"></pre>
+<script>
+"use strict";
+const WS_URL = "__WS_URL__";
+const LARGE = __LARGE__;
+const lines = [];
+function log(s) {
+  lines.push(s);
+  document.getElementById("log").textContent = lines.join("\n");
+}
+function check(cond, what) {
+  if (!cond) throw new Error(what);
+}
+function jsonLike(n) {
+  let s = "";
+  for (let i = 0; s.length < n; i++) s += `{"id":${i},"name":"item ${i % 97}","ok":true},`;
+  return s.slice(0, n);
+}
+function withTimeout(p, what) {
+  return Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error("timed out: " + what)), 15000))]);
+}
+async function run() {
+  const ws = new WebSocket(WS_URL);
+  ws.binaryType = "arraybuffer";
+  const queue = [];
+  const waiters = [];
+  ws.onmessage = (e) => (waiters.length ? waiters.shift()(e.data) : queue.push(e.data));
+  const next = (what) => withTimeout(new Promise((res) => (queue.length ? res(queue.shift()) : waiters.push(res))), what);
+  const closed = new Promise((res) => (ws.onclose = res));
+  await withTimeout(new Promise((res, rej) => {
+    ws.onopen = res;
+    ws.onerror = () => rej(new Error("WebSocket error before open"));
+  }), "open");
+  log("extensions: " + ws.extensions);
+  check(ws.extensions.startsWith("permessage-deflate"), "no permessage-deflate in ws.extensions: " + JSON.stringify(ws.extensions));
+
+  const text = "hello from chromium, h\u00e9llo \u20ac \ud834\udd1e";
+  ws.send(text);
+  check((await next("text echo")) === text, "text echo differs");
+  log("ok: text echo");
+
+  const bin = new Uint8Array(1024);
+  for (let i = 0; i < bin.length; i++) bin[i] = (i * 7) & 0xff;
+  ws.send(bin);
+  const got = await next("binary echo");
+  check(got instanceof ArrayBuffer, "binary echo is not binary: " + typeof got);
+  const back = new Uint8Array(got);
+  check(back.length === bin.length && back.every((b, i) => b === bin[i]), "binary echo differs");
+  log("ok: binary echo");
+
+  const large = jsonLike(LARGE);
+  ws.send(large);
+  const largeBack = await next("large echo");
+  check(largeBack === large, "large echo differs (" + largeBack.length + " chars back)");
+  log("ok: large text echo, " + LARGE + " bytes");
+
+  ws.close(1000, "browser done");
+  const ev = await withTimeout(closed, "close");
+  log(`close: code=${ev.code} clean=${ev.wasClean}`);
+  check(ev.code === 1000 && ev.wasClean, "unclean close");
+}
+run()
+  .then(() => log("done"), (e) => log("FAIL: " + e.message))
+  .finally(() => fetch("/result", { method: "POST", body: lines.join("\n") }));
+</script></body></html>
+"#;
+
+/// A temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("silverback-browser-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creating the profile directory");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Reads one HTTP request (head and `Content-Length` body).
+async fn read_request(stream: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 64 * 1024 {
+            return None;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut parts = head.split_whitespace();
+    let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < len {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((method, path, body))
+}
+
+/// Serves the page on `/` and forwards the body of `POST /result`.
+async fn responder(listener: TcpListener, page: String, results: mpsc::UnboundedSender<String>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let page = page.clone();
+        let results = results.clone();
+        tokio::spawn(async move {
+            let Some((method, path, body)) = read_request(&mut stream).await else {
+                return;
+            };
+            let (status, ctype, body_out) = match (method.as_str(), path.as_str()) {
+                ("GET", "/") => ("200 OK", "text/html; charset=utf-8", page.into_bytes()),
+                ("POST", "/result") => {
+                    let _ = results.send(String::from_utf8_lossy(&body).into_owned());
+                    ("200 OK", "text/plain", b"thanks".to_vec())
+                }
+                _ => ("404 Not Found", "text/plain", b"not found".to_vec()),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+                body_out.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(&body_out).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+/// Sends `SIG<sig>` to the process group `pgid` (Chromium and its
+/// helpers, started in their own group).
+async fn signal_group(pgid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+}
+
+/// The server's first log line whose message is `message` (bounded wait).
+async fn log_line(server: &Server, message: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = server.log();
+        if let Some(l) = log.lines().find(|l| {
+            l.split_once(" INFO ")
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(&format!("{message} ")))
+        }) {
+            return l.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {message:?} line in the server log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn chromium_echo_with_permessage_deflate() {
+    assert!(
+        Path::new(CHROMIUM).is_file(),
+        "{CHROMIUM} not found; {INSTALL_HINT}"
+    );
+    let server = Server::start(&["--any-origin"]).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_url = format!("http://{}/", listener.local_addr().unwrap());
+    let page = PAGE
+        .replace("__WS_URL__", &server.ws_url)
+        .replace("__LARGE__", &LARGE.to_string());
+    let (tx, mut results) = mpsc::unbounded_channel();
+    let responder = tokio::spawn(responder(listener, page, tx));
+
+    let profile = TempDir::new();
+    let mut chromium = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.0.display()))
+        .arg(&page_url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {CHROMIUM}: {e}; {INSTALL_HINT}"));
+    let pgid = chromium.id().expect("chromium pid");
+    let mut stderr = chromium.stderr.take().expect("piped stderr");
+    let stderr_text = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf).await;
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+
+    let report = tokio::select! {
+        r = timeout(BROWSER_TIMEOUT, results.recv()) => r.ok().flatten(),
+        status = chromium.wait() => {
+            panic!("chromium exited before the page reported ({status:?}):\n{}",
+                stderr_text.await.unwrap_or_default())
+        }
+    };
+
+    // Stop Chromium and its helpers: TERM, then KILL if still there.
+    signal_group(pgid, "TERM").await;
+    if timeout(Duration::from_secs(5), chromium.wait())
+        .await
+        .is_err()
+    {
+        signal_group(pgid, "KILL").await;
+        let _ = timeout(Duration::from_secs(5), chromium.wait()).await;
+    }
+    signal_group(pgid, "KILL").await; // stragglers of the group, if any
+    responder.abort();
+    let stderr_text = timeout(Duration::from_secs(5), stderr_text)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+
+    let report = report.unwrap_or_else(|| {
+        panic!(
+            "no report from the page within {BROWSER_TIMEOUT:?}\n--- chromium stderr ---\n{stderr_text}\n--- server log ---\n{}",
+            server.log()
+        )
+    });
+    println!("page report:\n{report}");
+    let context = || {
+        format!(
+            "page report:\n{report}\n--- server log ---\n{}",
+            server.log()
+        )
+    };
+    assert!(!report.contains("FAIL"), "{}", context());
+    for line in [
+        "ok: text echo",
+        "ok: binary echo",
+        &format!("ok: large text echo, {LARGE} bytes"),
+        "close: code=1000 clean=true",
+        "done",
+    ] {
+        assert!(
+            report.lines().any(|l| l == line),
+            "missing {line:?}: {}",
+            context()
+        );
+    }
+    let extensions = report
+        .lines()
+        .find_map(|l| l.strip_prefix("extensions: "))
+        .unwrap_or_default();
+    assert!(
+        extensions.starts_with("permessage-deflate"),
+        "ws.extensions = {extensions:?}"
+    );
+
+    // The server saw the same: the extension, the browser's 1000, and the
+    // large message compressed on the wire.
+    let open = log_line(&server, "open").await;
+    assert!(open.contains("permessage-deflate"), "{open}");
+    let closed = log_line(&server, "closed").await;
+    assert!(
+        (closed.contains(" by=peer ") || closed.contains(" by=\"peer\" "))
+            && closed.contains(" code=1000 "),
+        "{closed}"
+    );
+    let bytes_in: usize = closed
+        .split(' ')
+        .find_map(|f| f.strip_prefix("bytes_in="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no bytes_in in {closed}"));
+    assert!(
+        bytes_in < LARGE / 4,
+        "{bytes_in} bytes received for a {LARGE}-byte compressible message and two small ones: not compressed?\n{closed}"
+    );
+    println!("server: {closed}");
+}
