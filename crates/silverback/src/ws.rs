@@ -515,8 +515,10 @@ where
                     if self.poll_timers(cx) {
                         continue;
                     }
-                    // Waiting: hold no empty buffers.
-                    self.conn.shrink_buffers();
+                    // Buffers are kept while the connection is active (a large
+                    // message would otherwise fault in fresh pages each
+                    // time); an idle one gives them back when keepalive
+                    // finds it idle.
                     return Poll::Pending;
                 }
             }
@@ -634,7 +636,7 @@ where
             .config
             .read_buffer_size
             .max(self.conn.bytes_needed().min(MAX_READ_AHEAD));
-        let res = if self.conn.buffered_input() == 0 {
+        let res = if self.conn.buffered_input() == 0 && self.conn.read_buf().capacity() < want {
             // Nothing pending: read into the thread's scratch buffer and
             // copy what arrived. An idle connection then holds no read
             // buffer at all while it waits.
