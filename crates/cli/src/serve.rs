@@ -221,7 +221,7 @@ struct State {
 
 async fn handle<S>(stream: S, peer: SocketAddr, state: &State)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (upgrader, path, page) = (&state.upgrader, state.path.as_str(), state.page.as_str());
     let incoming = match upgrader.read_request(stream).await {
@@ -236,7 +236,11 @@ where
         match incoming.upgrade(upgrader).await {
             Ok(mut ws) => {
                 state.shutdown.track(&mut ws);
-                echo(ws, peer, path).await
+                // A task of its own: the handshake's state (request,
+                // buffers, timers) is freed instead of sitting in this
+                // task's future for the connection's lifetime.
+                let path = path.to_owned();
+                tokio::spawn(async move { echo(ws, peer, &path).await });
             }
             Err(e) => tracing::info!(%peer, error = %e, "upgrade refused"),
         }
