@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs the interop peers,
+# The whole test suite, on a fresh machine: installs the interop peers
+# (and Chromium, and the Autobahn testsuite),
 # then format check, clippy, all tests (unit, scenario, loopback, interop,
 # CLI) and doctests. CI runs exactly this (.ci/run).
 set -euo pipefail
@@ -31,3 +32,6 @@ fi
 
 step "doctests"
 cargo test --workspace --all-features --doc
+
+step "Autobahn|Testsuite conformance (server and client, compared with conformance/expected-*.json)"
+conformance/run.sh all
