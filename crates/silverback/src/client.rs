@@ -319,16 +319,7 @@ impl Dialer {
             validate_response_with(&resp, &key, &protocols, self.config.compression.as_ref())
                 .map_err(|e| Error::new(ErrorKind::Handshake(e)))?;
         let mut ws = WebSocket::from_raw_socket(stream, Role::Client, self.config, &buf);
-        ws.set_protocol(protocol);
-        ws.set_deflate(params);
-        let span = tracing::debug_span!(
-            "websocket",
-            role = "client",
-            url = %url,
-            protocol = ws.protocol().unwrap_or(""),
-        );
-        span.in_scope(|| tracing::debug!("WebSocket opened"));
-        ws.set_span(span);
+        ws.opened(protocol, params, url);
         Ok((ws, resp))
     }
 }

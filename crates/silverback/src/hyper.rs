@@ -93,16 +93,7 @@ impl Upgrader {
                 .map_err(|e| Error::new(ErrorKind::Io(std::io::Error::other(e))))?;
             let mut ws =
                 WebSocket::from_raw_socket(TokioIo::new(upgraded), Role::Server, config, &[]);
-            ws.set_protocol(protocol);
-            ws.set_deflate(deflate);
-            let span = tracing::debug_span!(
-                "websocket",
-                role = "server",
-                path = %path,
-                protocol = ws.protocol().unwrap_or(""),
-            );
-            span.in_scope(|| tracing::debug!("WebSocket opened"));
-            ws.set_span(span);
+            ws.opened(protocol, deflate, &path);
             Ok(ws)
         });
         let response = accepted.response.map(|()| Full::new(Bytes::new()));

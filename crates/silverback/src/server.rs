@@ -391,16 +391,7 @@ where
                     upgrader.config,
                     &self.buffered,
                 );
-                ws.set_protocol(acc.protocol);
-                ws.set_deflate(acc.deflate);
-                let span = tracing::debug_span!(
-                    "websocket",
-                    role = "server",
-                    path = %self.request.uri().path(),
-                    protocol = ws.protocol().unwrap_or(""),
-                );
-                span.in_scope(|| tracing::debug!("WebSocket opened"));
-                ws.set_span(span);
+                ws.opened(acc.protocol, acc.deflate, self.request.uri().path());
                 Ok(ws)
             }
             Err(rej) => {

@@ -200,7 +200,27 @@ where
         self.deflate.as_ref()
     }
 
-    pub(crate) fn set_span(&mut self, span: tracing::Span) {
+    /// The handshake agreed on `protocol` and `deflate`: install them and
+    /// open the connection's tracing span (`target`: the path or URL).
+    pub(crate) fn opened(
+        &mut self,
+        protocol: Option<String>,
+        deflate: Option<DeflateParams>,
+        target: &str,
+    ) {
+        self.set_protocol(protocol);
+        self.set_deflate(deflate);
+        let role = match self.conn.role() {
+            Role::Server => "server",
+            Role::Client => "client",
+        };
+        let span = tracing::debug_span!(
+            "websocket",
+            role,
+            target,
+            protocol = self.protocol().unwrap_or(""),
+        );
+        span.in_scope(|| tracing::debug!("WebSocket opened"));
         self.span = span;
     }
 
