@@ -15,21 +15,11 @@
 // `ws` is loaded from the checkout's .peers/node (scripts/install-peers.sh
 // installs ws 8.18.3 there), or from SILVERBACK_NODE_PEERS/node_modules.
 
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { announceListening, exitAfter, loadWs } from './common.mjs';
 
 const LIFETIME_MS = 300_000;
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const peersDir = process.env.SILVERBACK_NODE_PEERS || path.resolve(here, '..', '.peers', 'node');
-let WebSocketServer;
-try {
-  ({ WebSocketServer } = createRequire(path.join(peersDir, 'package.json'))('ws'));
-} catch (e) {
-  console.error(`FAIL: cannot load ws from ${peersDir} (run scripts/install-peers.sh): ${e.message}`);
-  process.exit(1);
-}
+const { WebSocketServer } = loadWs();
 
 const port = process.argv[2] ? Number(process.argv[2]) : 0;
 const wss = new WebSocketServer({ host: '127.0.0.1', port, perMessageDeflate: true, maxPayload: 0 });
@@ -43,9 +33,9 @@ wss.on('connection', (ws, req) => {
   ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
   ws.on('error', (e) => console.error(`connection error: ${e.message}`));
 });
-wss.on('listening', () => console.log(`listening on ws://127.0.0.1:${wss.address().port}`));
+wss.on('listening', () => announceListening(wss.address().port));
 wss.on('error', (e) => {
   console.error(`FAIL: ${e.message}`);
   process.exit(1);
 });
-setTimeout(() => process.exit(0), LIFETIME_MS).unref();
+exitAfter(LIFETIME_MS);

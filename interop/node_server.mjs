@@ -17,23 +17,13 @@
 // Exits when its parent process goes away.
 //
 // `ws` is loaded from the checkout's peer install, .peers/node (see
-// scripts/install-peers.sh), or from SILVERBACK_NODE_PEERS, as in
-// node_client.mjs.
+// scripts/install-peers.sh), or from SILVERBACK_NODE_PEERS, by common.mjs.
 
 import http from 'node:http';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const peersDir = process.env.SILVERBACK_NODE_PEERS || path.resolve(here, '..', '.peers', 'node');
-let WebSocketServer;
-try {
-  ({ WebSocketServer } = createRequire(path.join(peersDir, 'package.json'))('ws'));
-} catch (e) {
-  console.error(`FAIL: cannot load ws from ${peersDir} (run scripts/install-peers.sh): ${e.message}`);
-  process.exit(1);
-}
+import { announceListening, exitWhenParentDies, loadWs } from './common.mjs';
+
+const { WebSocketServer } = loadWs();
 
 const server = http.createServer((req, res) => {
   res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket' });
@@ -80,12 +70,6 @@ wss.on('connection', (ws, req) => {
   if (value !== undefined) ws.send(value);
 });
 
-server.listen(0, '127.0.0.1', () => {
-  console.log(`listening on ws://127.0.0.1:${server.address().port}`);
-});
+server.listen(0, '127.0.0.1', () => announceListening(server.address().port));
 
-// Ends the server if the test that started it is gone.
-const parent = process.ppid;
-setInterval(() => {
-  if (process.ppid !== parent) process.exit(0);
-}, 1000).unref();
+exitWhenParentDies();

@@ -17,69 +17,39 @@ Every network wait is bounded (see TIMEOUT).
 """
 
 import asyncio
+import os
 import sys
 
-from websockets.asyncio.client import connect
+# peer_common.py sits next to this script (see its docstring); it is not
+# compiled into a __pycache__ in the checkout.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-SIZES = [0, 125, 126, 65535, 65536, 1 << 20]
+from peer_common import abort_on_failure, check, client_main, expect_echo, open_connection  # noqa: E402
+from peer_common import SIZES, binary_payload, text_payload  # noqa: E402
+
 TIMEOUT = 20.0  # seconds, per step
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise CheckFailed(what)
-
-
-def describe(data):
-    if isinstance(data, str):
-        return f"text of {len(data.encode())} bytes"
-    return f"binary of {len(data)} bytes"
-
-
-async def expect_echo(ws, sent, expected, what):
-    got = await asyncio.wait_for(ws.recv(), TIMEOUT)
-    check(type(got) is type(expected), f"{what}: sent {describe(expected)}, got back {describe(got)}")
-    if got != expected:
-        at = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
-        raise CheckFailed(
-            f"{what}: echo differs from offset {at} ({describe(expected)} sent, {describe(got)} received)"
-        )
-
-
-def text_payload(n):
-    # ASCII so that the byte length is exactly n.
-    return "".join(chr(ord("a") + i % 26) for i in range(n))
-
-
-def binary_payload(n):
-    # All byte values, including the ones invalid in UTF-8.
-    return bytes(i % 256 for i in range(n))
 
 
 async def run(url):
     # max_size=None: the 1 MiB echo exceeds the default limit.
     # ping_interval=None: no keepalive pings of our own besides the checked one.
-    async with asyncio.timeout(TIMEOUT):
-        ws = await connect(url, max_size=None, ping_interval=None, close_timeout=TIMEOUT)
-    try:
+    ws = await open_connection(url, TIMEOUT, max_size=None, ping_interval=None)
+    with abort_on_failure(ws):
         for n in SIZES:
             msg = text_payload(n)
             await asyncio.wait_for(ws.send(msg), TIMEOUT)
-            await expect_echo(ws, msg, msg, f"text echo of {n} bytes")
+            await expect_echo(ws, msg, f"text echo of {n} bytes", TIMEOUT)
             print(f"ok: text echo, {n} bytes")
         for n in SIZES:
             msg = binary_payload(n)
             await asyncio.wait_for(ws.send(msg), TIMEOUT)
-            await expect_echo(ws, msg, msg, f"binary echo of {n} bytes")
+            await expect_echo(ws, msg, f"binary echo of {n} bytes", TIMEOUT)
             print(f"ok: binary echo, {n} bytes")
 
         fragments = ["Hello, ", "", "fragmented ", "world ", "é" * 100]
         await asyncio.wait_for(ws.send(fragments), TIMEOUT)
-        await expect_echo(ws, fragments, "".join(fragments), "fragmented text")
+        await expect_echo(ws, "".join(fragments), "fragmented text", TIMEOUT)
         print(f"ok: fragmented text ({len(fragments)} fragments)")
 
         # "€" is E2 82 AC: split one code point over three frames.
@@ -87,12 +57,12 @@ async def run(url):
         cut = utf8.index(b"\xe2")
         split = [utf8[: cut + 1], utf8[cut + 1 : cut + 2], utf8[cut + 2 :]]
         await asyncio.wait_for(ws.send(split, text=True), TIMEOUT)
-        await expect_echo(ws, split, utf8.decode(), "fragmented text split inside a code point")
+        await expect_echo(ws, utf8.decode(), "fragmented text split inside a code point", TIMEOUT)
         print("ok: fragmented text, code point split across frames")
 
         chunks = [binary_payload(1000), b"", binary_payload(70000), b"\x00\xff"]
         await asyncio.wait_for(ws.send(chunks), TIMEOUT)
-        await expect_echo(ws, chunks, b"".join(chunks), "fragmented binary")
+        await expect_echo(ws, b"".join(chunks), "fragmented binary", TIMEOUT)
         print(f"ok: fragmented binary ({len(chunks)} fragments)")
 
         pong_waiter = await asyncio.wait_for(ws.ping(b"silverback?"), TIMEOUT)
@@ -102,11 +72,7 @@ async def run(url):
         # The protocol handles the pong when the connection reads it, so a
         # message after the ping also proves the connection is still sane.
         await asyncio.wait_for(ws.send("after ping"), TIMEOUT)
-        await expect_echo(ws, "after ping", "after ping", "echo after ping")
-    except BaseException:
-        # Keep the first failure: drop the connection without a handshake.
-        ws.transport.abort()
-        raise
+        await expect_echo(ws, "after ping", "echo after ping", TIMEOUT)
 
     # close() waits for the server's Close and the end of TCP; bounded by
     # close_timeout (then it aborts, and the checks below fail).
@@ -125,22 +91,5 @@ async def run(url):
     print(f"ok: close 4000 echoed (reason {rcvd.reason!r})")
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(f"usage: {sys.argv[0]} ws://HOST:PORT/PATH", file=sys.stderr)
-        return 2
-    url = sys.argv[1]
-    try:
-        asyncio.run(run(url))
-    except CheckFailed as e:
-        print(f"FAIL: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:  # connection errors, timeouts, protocol errors
-        print(f"FAIL: {type(e).__name__}: {e!r}", file=sys.stderr)
-        return 1
-    print("python websockets interop: all checks passed")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(client_main(run, "python websockets interop: all checks passed"))

@@ -23,67 +23,28 @@ stderr. Every network wait is bounded (see TIMEOUT).
 """
 
 import asyncio
+import os
 import random
 import sys
 
-from websockets.asyncio.client import connect
+# peer_common.py sits next to this script (see its docstring); it is not
+# compiled into a __pycache__ in the checkout.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-SIZES = [0, 125, 126, 65535, 65536, 1 << 20]
+from peer_common import abort_on_failure, check, client_main, expect_echo, open_connection  # noqa: E402
+from peer_common import SIZES, json_like, random_binary, random_text  # noqa: E402
+
 TIMEOUT = 30.0  # seconds, per step
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise CheckFailed(what)
-
-
-def describe(data):
-    if isinstance(data, str):
-        return f"text of {len(data.encode())} bytes"
-    return f"binary of {len(data)} bytes"
-
-
-def json_like(n):
-    """Highly compressible ASCII, exactly n bytes."""
-    parts = []
-    total = 0
-    i = 0
-    while total < n:
-        p = f'{{"id":{i},"name":"item {i % 97}","tags":["a","b"],"ok":true}},'
-        parts.append(p)
-        total += len(p)
-        i += 1
-    return "".join(parts)[:n]
-
-
-def random_text(n, rng):
-    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(n))
-
-
-def random_binary(n, rng):
-    return rng.randbytes(n)
-
-
-async def expect_echo(ws, expected, what):
-    got = await asyncio.wait_for(ws.recv(), TIMEOUT)
-    check(type(got) is type(expected), f"{what}: sent {describe(expected)}, got back {describe(got)}")
-    if got != expected:
-        at = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
-        raise CheckFailed(f"{what}: echo differs from offset {at} ({describe(expected)} sent, {describe(got)} received)")
 
 
 async def run(url):
     rng = random.Random(1234)
-    async with asyncio.timeout(TIMEOUT):
-        # compression="deflate" is the default; spelled out for clarity.
-        ws = await connect(url, compression="deflate", max_size=None, ping_interval=None, close_timeout=TIMEOUT)
+    # compression="deflate" is the default; spelled out for clarity.
+    ws = await open_connection(url, TIMEOUT, compression="deflate", max_size=None, ping_interval=None)
     sent_bytes = 0
     sent_messages = 0
-    try:
+    with abort_on_failure(ws):
         header = ws.response.headers.get("Sec-WebSocket-Extensions")
         print(f"negotiated: {header}")
         names = [e.name for e in ws.protocol.extensions]
@@ -101,7 +62,7 @@ async def run(url):
                 await asyncio.wait_for(ws.send(msg), TIMEOUT)
                 sent_bytes += n
                 sent_messages += 1
-                await expect_echo(ws, msg, f"{kind} echo of {n} bytes")
+                await expect_echo(ws, msg, f"{kind} echo of {n} bytes", TIMEOUT)
                 print(f"ok: {kind} echo, {n} bytes")
 
         fragments = [json_like(10000), "", json_like(70000), "é" * 1000]
@@ -109,11 +70,8 @@ async def run(url):
         joined = "".join(fragments)
         sent_bytes += len(joined.encode())
         sent_messages += 1
-        await expect_echo(ws, joined, "fragmented compressed text")
+        await expect_echo(ws, joined, "fragmented compressed text", TIMEOUT)
         print(f"ok: fragmented compressed text ({len(fragments)} fragments)")
-    except BaseException:
-        ws.transport.abort()
-        raise
 
     await asyncio.wait_for(ws.close(1000, "deflate interop done"), 2 * TIMEOUT)
     rcvd = ws.protocol.close_rcvd
@@ -122,21 +80,5 @@ async def run(url):
     print(f"sent: {sent_bytes} bytes in {sent_messages} messages")
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(f"usage: {sys.argv[0]} ws://HOST:PORT/PATH", file=sys.stderr)
-        return 2
-    try:
-        asyncio.run(run(sys.argv[1]))
-    except CheckFailed as e:
-        print(f"FAIL: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:  # connection errors, timeouts, protocol errors
-        print(f"FAIL: {type(e).__name__}: {e!r}", file=sys.stderr)
-        return 1
-    print("python websockets deflate interop: all checks passed")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(client_main(run, "python websockets deflate interop: all checks passed"))

@@ -19,10 +19,18 @@ Install the peer first with scripts/install-peers.sh (websockets 15.0.1 in
 """
 
 import asyncio
+import os
 import sys
 
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
+
+# peer_common.py sits next to this script (see its docstring); it is not
+# compiled into a __pycache__ in the checkout.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from peer_common import announce_listening, serve_for  # noqa: E402
 
 LIFETIME = 300.0  # seconds
 
@@ -39,12 +47,8 @@ async def echo(ws):
 
 async def main(port):
     async with serve(echo, "127.0.0.1", port, compression="deflate", max_size=None, ping_interval=None) as server:
-        bound = server.sockets[0].getsockname()[1]
-        print(f"listening on ws://127.0.0.1:{bound}", flush=True)
-        try:
-            await asyncio.wait_for(server.serve_forever(), LIFETIME)
-        except asyncio.TimeoutError:
-            pass
+        announce_listening(server)
+        await serve_for(server, LIFETIME)
 
 
 if __name__ == "__main__":

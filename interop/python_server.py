@@ -27,6 +27,13 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
+# peer_common.py sits next to this script (see its docstring); it is not
+# compiled into a __pycache__ in the checkout.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from peer_common import announce_listening, orphan_watch  # noqa: E402
+
 
 def process_request(connection, request):
     if urlsplit(request.path).path == "/private":
@@ -58,15 +65,6 @@ async def handler(ws):
     print(f"closed code={code} reason={reason}", flush=True)
 
 
-async def orphan_watch():
-    # Ends the server if the test that started it is gone (killed without
-    # a chance to stop us).
-    parent = os.getppid()
-    while os.getppid() == parent:
-        await asyncio.sleep(1)
-    os._exit(0)
-
-
 async def main():
     async with serve(
         handler,
@@ -78,8 +76,7 @@ async def main():
         ping_interval=None,
         compression=None,
     ) as server:
-        port = server.sockets[0].getsockname()[1]
-        print(f"listening on ws://127.0.0.1:{port}", flush=True)
+        announce_listening(server)
         await orphan_watch()
 
 

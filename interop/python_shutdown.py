@@ -14,26 +14,23 @@ bounded (TIMEOUT).
 """
 
 import asyncio
+import os
 import sys
 
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
+
+# peer_common.py sits next to this script (see its docstring); it is not
+# compiled into a __pycache__ in the checkout.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from peer_common import CheckFailed, check, client_main, open_connection  # noqa: E402
 
 TIMEOUT = 20.0  # seconds, per step
 
 
-class CheckFailed(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise CheckFailed(what)
-
-
 async def run(url):
-    async with asyncio.timeout(TIMEOUT):
-        ws = await connect(url, ping_interval=None, close_timeout=TIMEOUT)
+    ws = await open_connection(url, TIMEOUT, ping_interval=None)
     await asyncio.wait_for(ws.send("before shutdown"), TIMEOUT)
     got = await asyncio.wait_for(ws.recv(), TIMEOUT)
     check(got == "before shutdown", f"echo: got {got!r}")
@@ -63,21 +60,5 @@ async def run(url):
     print(f"ok: server closed with 1001 {rcvd.reason!r}, answered")
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(f"usage: {sys.argv[0]} ws://HOST:PORT/PATH", file=sys.stderr)
-        return 2
-    try:
-        asyncio.run(run(sys.argv[1]))
-    except CheckFailed as e:
-        print(f"FAIL: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:  # connection errors, timeouts, protocol errors
-        print(f"FAIL: {type(e).__name__}: {e!r}", file=sys.stderr)
-        return 1
-    print("python websockets shutdown: all checks passed")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(client_main(run, "python websockets shutdown: all checks passed"))
