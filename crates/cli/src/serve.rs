@@ -9,8 +9,9 @@ use anyhow::Context as _;
 use clap::Args;
 use silverback::tls::TlsAcceptor;
 use silverback::{CloseCode, DeflateConfig, ErrorKind, Shutdown, Upgrader};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 const DEMO_PAGE: &str = include_str!("demo.html");
 
@@ -57,6 +58,11 @@ pub struct ServeArgs {
     /// Worker threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Most connections open at once, HTTP and WebSocket alike (0: no
+    /// limit); over it a connection gets `503 Service Unavailable` and is
+    /// closed.
+    #[arg(long, default_value_t = 0)]
+    pub max_connections: usize,
 }
 
 impl Default for ServeArgs {
@@ -133,6 +139,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         page: DEMO_PAGE.replace("__WS_PATH__", &args.path),
         shutdown: shutdown.clone(),
     });
+    // One permit per open connection (held until its task ends, the echo
+    // task included); none left: 503.
+    let slots = (args.max_connections > 0).then(|| Arc::new(Semaphore::new(args.max_connections)));
     tokio::pin!(signal);
     loop {
         tokio::select! {
@@ -148,15 +157,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 };
                 let state = state.clone();
                 let _ = stream.set_nodelay(true);
+                let slot = match &slots {
+                    None => Slot::Unlimited,
+                    Some(s) => match s.clone().try_acquire_owned() {
+                        Ok(permit) => Slot::Held(permit),
+                        Err(_) => {
+                            tracing::debug!(%peer, "over --max-connections: 503");
+                            Slot::Full
+                        }
+                    },
+                };
                 match tls.clone() {
                     None => {
-                        tokio::spawn(async move { handle(stream, peer, &state).await });
+                        tokio::spawn(async move { handle(stream, peer, &state, slot).await });
                     }
                     Some(acceptor) => {
                         tokio::spawn(async move {
                             let timeout = state.upgrader.get_config().get_handshake_timeout();
                             match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                                Ok(Ok(stream)) => handle(stream, peer, &state).await,
+                                Ok(Ok(stream)) => handle(stream, peer, &state, slot).await,
                                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                             }
@@ -219,10 +238,55 @@ struct State {
     shutdown: Shutdown,
 }
 
-async fn handle<S>(stream: S, peer: SocketAddr, state: &State)
+/// A connection's place under `--max-connections`.
+enum Slot {
+    /// No limit.
+    Unlimited,
+    /// One of the permits, released when the connection's task ends.
+    Held(#[allow(dead_code)] OwnedSemaphorePermit),
+    /// Over the limit: answered with 503.
+    Full,
+}
+
+/// The body of the answer over `--max-connections`.
+const BUSY_BODY: &str = "too many connections, retry in 1s\n";
+
+/// Answers 503 without reading the request, then closes: the write side
+/// first, then what the client sent is read and dropped (at most 64 KiB,
+/// for at most a second) so that closing does not reset the connection
+/// before the client has read the answer.
+async fn refuse<S>(mut stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let busy = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{BUSY_BODY}",
+            BUSY_BODY.len()
+        );
+        stream.write_all(busy.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut buf = [0u8; 4096];
+        let mut drained = 0;
+        while drained < 64 << 10 {
+            match stream.read(&mut buf).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        std::io::Result::Ok(())
+    })
+    .await;
+}
+
+async fn handle<S>(stream: S, peer: SocketAddr, state: &State, slot: Slot)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    if let Slot::Full = slot {
+        return refuse(stream).await;
+    }
     let (upgrader, path, page) = (&state.upgrader, state.path.as_str(), state.page.as_str());
     let incoming = match upgrader.read_request(stream).await {
         Ok(i) => i,
@@ -240,7 +304,10 @@ where
                 // buffers, timers) is freed instead of sitting in this
                 // task's future for the connection's lifetime.
                 let path = path.to_owned();
-                tokio::spawn(async move { echo(ws, peer, &path).await });
+                tokio::spawn(async move {
+                    echo(ws, peer, &path).await;
+                    drop(slot);
+                });
             }
             Err(e) => tracing::info!(%peer, error = %e, "upgrade refused"),
         }
