@@ -33,5 +33,8 @@ fi
 step "doctests"
 cargo test --workspace --all-features --doc
 
+step "fuzz targets (cargo-fuzz, 20 s each)"
+scripts/fuzz.sh --ci
+
 step "Autobahn|Testsuite conformance (server and client, compared with conformance/expected-*.json)"
 conformance/run.sh all

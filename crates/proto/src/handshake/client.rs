@@ -147,6 +147,11 @@ pub fn parse_response(
         }
         Err(e) => return Err(ResponseError::Malformed(e.to_string())),
     };
+    // A head that completes past the limit (the buffer held all of it at
+    // once) is as much over it as one still partial there.
+    if len > limits.max_head_size {
+        return Err(ResponseError::Malformed("response head too large".into()));
+    }
     let status = StatusCode::from_u16(resp.code.unwrap_or(0))
         .map_err(|e| ResponseError::Malformed(e.to_string()))?;
     let mut out = Response::new(());
@@ -216,6 +221,26 @@ pub fn validate_response_with<B>(
 mod tests {
     use super::*;
     use crate::handshake::server;
+
+    /// Found by the handshake_response fuzz target: a complete head longer
+    /// than `max_head_size` arriving in one buffer was accepted.
+    #[test]
+    fn complete_head_over_the_size_limit_is_refused() {
+        let wire = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+            Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        let limits = HeadLimits {
+            max_head_size: 64,
+            max_headers: 8,
+        };
+        assert!(matches!(
+            parse_response(wire, limits),
+            Err(ResponseError::Malformed(_))
+        ));
+        let (_, n) = parse_response(wire, HeadLimits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, wire.len());
+    }
 
     #[test]
     fn request_built_here_is_accepted_by_the_server_side() {
