@@ -12,16 +12,19 @@
 //!    until the connection ends;
 //! 3. `/updateReports?agent=AGENT`: the server writes its reports.
 //!
+//! Every connection offers permessage-deflate (RFC 7692) with the default
+//! [`DeflateConfig`] (the Autobahn cases 12.* and 13.*).
+//!
 //! `conformance/run.sh` runs it.
 
-use silverback::{Dialer, Error, Message};
+use silverback::{DeflateConfig, Dialer, Error, Message};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
     let base = args.next().unwrap_or_else(|| "ws://127.0.0.1:9001".into());
     let agent = args.next().unwrap_or_else(|| "silverback".into());
-    let dialer = Dialer::new();
+    let dialer = Dialer::new().compression(DeflateConfig::default());
 
     let (mut ws, _) = dialer.connect(&format!("{base}/getCaseCount")).await?;
     let count: u32 = match ws.recv().await? {

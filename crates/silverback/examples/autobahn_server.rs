@@ -6,18 +6,21 @@
 //!
 //! Listens on the given address (default `127.0.0.1:9001`; port 0 picks a
 //! free one), prints `listening on ws://ADDR` once bound, accepts any
-//! origin and path, and echoes every text and binary message with the
-//! default limits (64 MiB messages, 16 MiB frames). `conformance/run.sh`
-//! runs it.
+//! origin and path, negotiates permessage-deflate (RFC 7692) with the
+//! default [`DeflateConfig`] (the Autobahn cases 12.* and 13.*), and
+//! echoes every text and binary message with the default limits (64 MiB
+//! messages, 16 MiB frames). `conformance/run.sh` runs it.
 
-use silverback::Upgrader;
+use silverback::{DeflateConfig, Upgrader};
 use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let addr = std::env::args().nth(1);
     let addr = addr.as_deref().unwrap_or("127.0.0.1:9001");
-    let upgrader = Upgrader::new().check_origin(|_| true);
+    let upgrader = Upgrader::new()
+        .check_origin(|_| true)
+        .compression(DeflateConfig::default());
     let listener = TcpListener::bind(addr).await?;
     println!("listening on ws://{}", listener.local_addr()?);
     loop {
