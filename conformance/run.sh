@@ -14,7 +14,8 @@
 # 127.0.0.1 only, summarizes, and compares every case's behavior with
 # conformance/expected-server.json / expected-client.json. Exit status 0 only
 # if every case matches, 1 if a case differs (the differing cases are printed),
-# 2 on a harness problem (no report); for `all`, the worse of the two.
+# 2 on a harness problem (no report); for `all`, the worse of the two (a
+# harness problem in one suite stops the other at once).
 #
 # Env:
 #   TOOLS_DIR                  where wstest is installed (default ~/.cache/autobahn)
@@ -36,7 +37,7 @@ MODE="${1:-all}"
 case "$MODE" in
     server | client | all) ;;
     -h | --help)
-        sed -n '2,28p' "$HERE/run.sh"
+        awk 'NR > 1 && !/^#/ { exit } NR > 1' "$HERE/run.sh"
         exit 0
         ;;
     *)
@@ -193,7 +194,9 @@ PY
 if [ "$MODE" != all ]; then
     status=0
     "run_$MODE" || status=$?
-    if [ "$status" -ne 0 ]; then
+    if [ "$status" -eq 2 ]; then
+        echo "==> Autobahn conformance ($MODE): harness problem (see above)"
+    elif [ "$status" -ne 0 ]; then
         echo "==> Autobahn conformance ($MODE): results differ from the expected file (see above)"
     elif [ "${AUTOBAHN_UPDATE_EXPECTED:-0}" = 1 ]; then
         echo "==> Autobahn conformance ($MODE): conformance/expected-$MODE.json rewritten from this run"
@@ -240,6 +243,7 @@ done
 interval="${AUTOBAHN_PROGRESS:-60}"
 next=$((SECONDS + interval))
 left=${#MODES[@]}
+harness=0
 while [ "$left" -gt 0 ]; do
     sleep 1 &
     SLEEP_PID=$!
@@ -252,6 +256,9 @@ while [ "$left" -gt 0 ]; do
         wait "${PID_OF[$m]}" || rc=$?
         RC_OF[$m]=$rc
         left=$((left - 1))
+        if [ "$rc" -gt 1 ]; then
+            harness=1
+        fi
         remaining=()
         for pid in "${ROLE_PIDS[@]}"; do
             [ "$pid" = "${PID_OF[$m]}" ] || remaining+=("$pid")
@@ -261,6 +268,19 @@ while [ "$left" -gt 0 ]; do
         echo "==> $m suite finished after $((SECONDS - start))s (exit $rc); its output ($OUT/$m.out):"
         cat "$OUT/$m.out"
     done
+    if [ "$harness" = 1 ] && [ "$left" -gt 0 ]; then
+        # The gate has failed anyway: do not wait for the other suite.
+        echo
+        echo "==> harness problem: stopping the other suite"
+        cleanup
+        for m in "${MODES[@]}"; do
+            [ -n "${RC_OF[$m]:-}" ] && continue
+            RC_OF[$m]=stopped
+            echo "==> $m suite stopped after $((SECONDS - start))s; its output ($OUT/$m.out):"
+            cat "$OUT/$m.out"
+        done
+        left=0
+    fi
     if [ "$interval" -gt 0 ] && [ "$left" -gt 0 ] && [ "$SECONDS" -ge "$next" ]; then
         line=""
         for m in "${MODES[@]}"; do
@@ -284,17 +304,27 @@ for m in "${MODES[@]}"; do
                 verdict="conformance/expected-$m.json rewritten from this run"
             fi
             ;;
-        1) verdict="DIFFERS from conformance/expected-$m.json" ;;
-        *) verdict="HARNESS PROBLEM (exit $rc)" ;;
+        1)
+            verdict="DIFFERS from conformance/expected-$m.json"
+            if [ "$status" -eq 0 ]; then
+                status=1
+            fi
+            ;;
+        stopped) verdict="STOPPED (the other suite had a harness problem)" ;;
+        *)
+            verdict="HARNESS PROBLEM (exit $rc)"
+            status=2
+            ;;
     esac
-    printf '  %-6s %s; %s\n' "$m" "$(tally "$m")" "$verdict"
-    if [ "$rc" -gt 1 ]; then
-        status=2
-    elif [ "$rc" -eq 1 ] && [ "$status" -eq 0 ]; then
-        status=1
+    if [ "$rc" = stopped ]; then
+        printf '  %-6s %s\n' "$m" "$verdict"
+    else
+        printf '  %-6s %s; %s\n' "$m" "$(tally "$m")" "$verdict"
     fi
 done
-if [ "$status" -ne 0 ]; then
+if [ "$status" -eq 2 ]; then
+    echo "==> Autobahn conformance: harness problem (see above)"
+elif [ "$status" -ne 0 ]; then
     echo "==> Autobahn conformance: results differ from the expected files (see above)"
 elif [ "${AUTOBAHN_UPDATE_EXPECTED:-0}" = 1 ]; then
     echo "==> Autobahn conformance: expected files rewritten from this run"
