@@ -9,11 +9,16 @@ use crate::error::{ProtocolError, SendError};
 use crate::extension::Extension;
 use crate::frame::{self, decode_header, encode_header, Decoded, FrameHeader, OpCode};
 use crate::mask::apply_mask;
+use crate::output::Output;
 use crate::utf8::Utf8Validator;
 use crate::{CloseCode, CloseFrame, Message, Utf8Bytes};
 
 /// The most input buffer space reserved ahead of a frame's payload.
 const MAX_PREALLOC: usize = 64 << 10;
+
+/// Payloads at least this long that a server sends from a [`Bytes`] (an
+/// echoed or forwarded [`Message`]) are queued by reference, not copied.
+pub(crate) const ZERO_COPY_MIN: usize = 16 << 10;
 
 /// Which end of the connection this is. It decides the masking rules: a
 /// client masks every frame it sends and refuses masked frames; a server
@@ -137,7 +142,7 @@ pub struct Connection {
     config: Config,
     state: State,
     input: BytesMut,
-    output: BytesMut,
+    output: Output,
     partial: Option<Partial>,
     /// Opcode of the fragmented message being sent, if any.
     sending_fragmented: Option<OpCode>,
@@ -163,7 +168,7 @@ impl fmt::Debug for Connection {
             .field("role", &self.role)
             .field("state", &self.state)
             .field("buffered_in", &self.input.len())
-            .field("buffered_out", &self.output.len())
+            .field("buffered_out", &self.output.remaining())
             .field("close_sent", &self.close_sent)
             .field("close_received", &self.close_received)
             .field("failure", &self.failure)
@@ -184,7 +189,7 @@ impl Connection {
             config,
             state: State::Open,
             input: BytesMut::new(),
-            output: BytesMut::new(),
+            output: Output::default(),
             partial: None,
             sending_fragmented: None,
             close_sent: None,
@@ -549,25 +554,42 @@ impl Connection {
 
     // ----- output ------------------------------------------------------
 
-    /// Bytes queued for the transport.
+    /// The first contiguous piece of the output queued for the transport:
+    /// all of it, unless a large payload was queued by reference (see
+    /// [`send`](Self::send)); then write the pieces with
+    /// [`data_to_send_vectored`](Self::data_to_send_vectored), or one by one.
     pub fn data_to_send(&self) -> &[u8] {
-        &self.output
+        self.output.chunk()
     }
 
-    /// Marks the first `n` bytes of [`data_to_send`](Self::data_to_send) as
-    /// written.
+    /// Fills `dst` with the pieces of the queued output, in order, and
+    /// returns how many it filled: what a vectored write takes.
+    pub fn data_to_send_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        self.output.chunks_vectored(dst)
+    }
+
+    /// Bytes queued for the transport, in all pieces.
+    pub fn output_len(&self) -> usize {
+        self.output.remaining()
+    }
+
+    /// Marks the first `n` bytes of the queued output as written (they may
+    /// span several pieces).
+    ///
+    /// # Panics
+    /// If `n` is more than [`output_len`](Self::output_len).
     pub fn advance_data_to_send(&mut self, n: usize) {
         self.output.advance(n);
     }
 
-    /// Takes all queued output at once.
+    /// Takes all queued output at once, in one buffer.
     pub fn take_data_to_send(&mut self) -> BytesMut {
-        self.output.split()
+        self.output.take_all()
     }
 
     /// Whether output is queued.
     pub fn has_data_to_send(&self) -> bool {
-        !self.output.is_empty()
+        self.output.has_remaining()
     }
 
     /// Frees the input and output buffers' memory if they are empty (for
@@ -576,9 +598,7 @@ impl Connection {
         if self.input.is_empty() {
             self.input = BytesMut::new();
         }
-        if self.output.is_empty() {
-            self.output = BytesMut::new();
-        }
+        self.output.shrink();
     }
 
     fn check_can_send(&self) -> Result<(), SendError> {
@@ -599,7 +619,10 @@ impl Connection {
         self.send_message(OpCode::Binary, data)
     }
 
-    /// Sends a [`Message`].
+    /// Sends a [`Message`]. A server queues a payload of 16 KiB or more
+    /// by reference (the message's [`Bytes`] are shared, not copied) when
+    /// no extension transforms it: see
+    /// [`data_to_send_vectored`](Self::data_to_send_vectored).
     pub fn send(&mut self, msg: &Message) -> Result<(), SendError> {
         self.send_with(msg, None)
     }
@@ -629,13 +652,25 @@ impl Connection {
     }
 
     fn send_message(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
-        self.send_message_with(opcode, payload, None)
+        self.check_can_send()?;
+        if self.sending_fragmented.is_some() {
+            return Err(SendError::Fragmentation);
+        }
+        if self.extension.is_some() {
+            // The extension may keep the payload as it is: then it goes
+            // out as given.
+            return self.send_message_with(opcode, &Bytes::copy_from_slice(payload), None);
+        }
+        self.write_frame(opcode, true, 0, payload);
+        Ok(())
     }
 
+    /// Sends a whole message whose payload is held in `payload`; a large
+    /// one a server sends untransformed is queued by reference.
     fn send_message_with(
         &mut self,
         opcode: OpCode,
-        payload: &[u8],
+        payload: &Bytes,
         transform: Option<bool>,
     ) -> Result<(), SendError> {
         self.check_can_send()?;
@@ -651,6 +686,21 @@ impl Connection {
                 self.write_frame(opcode, true, rsv, &encoded);
                 return Ok(());
             }
+        }
+        if self.role == Role::Server && payload.len() >= ZERO_COPY_MIN {
+            let header = FrameHeader {
+                fin: true,
+                rsv: 0,
+                opcode,
+                mask: None,
+                payload_len: payload.len() as u64,
+            };
+            let mut head = [0u8; 14];
+            let mut cursor = &mut head[..];
+            encode_header(&mut cursor, &header);
+            let head_len = 14 - cursor.len();
+            self.output.push_shared(&head[..head_len], payload.clone());
+            return Ok(());
         }
         self.write_frame(opcode, true, 0, payload);
         Ok(())
@@ -758,13 +808,13 @@ impl Connection {
             mask,
             payload_len: payload.len() as u64,
         };
-        self.output
-            .reserve(frame::header_len(payload.len() as u64, mask.is_some()) + payload.len());
-        encode_header(&mut self.output, &header);
-        let start = self.output.len();
-        self.output.extend_from_slice(payload);
+        let out = self.output.tail_mut();
+        out.reserve(frame::header_len(payload.len() as u64, mask.is_some()) + payload.len());
+        encode_header(out, &header);
+        let start = out.len();
+        out.extend_from_slice(payload);
         if let Some(key) = mask {
-            apply_mask(&mut self.output[start..], key);
+            apply_mask(&mut out[start..], key);
         }
     }
 }

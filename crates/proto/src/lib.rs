@@ -49,6 +49,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 mod message;
+mod output;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};

@@ -2368,3 +2368,90 @@ fn server_to_client_fragmented_round_trip() {
     let mut server = Connection::new(Role::Server);
     fragmented_round_trip(&mut server, &mut client);
 }
+
+// ===== large payloads queued by reference =================================
+
+/// A server sending a large `Message` queues its payload by reference: the
+/// pieces, written in order (whole or in short writes), are the exact
+/// frames; small frames before and after keep their places; and the
+/// payload piece is the message's own memory.
+#[test]
+fn server_queues_large_payload_by_reference_in_order() {
+    let big = bytes::Bytes::from(pattern(64 << 10));
+    let text_big = text_of_len(20_000);
+    let expected = concat(&[
+        frame(TEXT, true, b"before", None),
+        frame(BINARY, true, &big, None),
+        frame(PING, true, b"p", None),
+        frame(TEXT, true, text_big.as_bytes(), None),
+        frame(BINARY, true, &big[..100], None),
+    ]);
+    for max_write in [1, 5, 10, 4096, 1 << 20] {
+        let mut server = Connection::new(Role::Server);
+        server.send_text("before").unwrap();
+        server.send(&Message::Binary(big.clone())).unwrap();
+        server.ping(b"p").unwrap();
+        server.send(&Message::text(text_big.as_str())).unwrap();
+        server.send(&Message::Binary(big.slice(..100))).unwrap();
+        assert_eq!(server.output_len(), expected.len());
+
+        let mut slices = [std::io::IoSlice::new(&[]); 16];
+        let n = server.data_to_send_vectored(&mut slices);
+        assert!(n >= 4, "pieces: {n}");
+        assert!(
+            slices[..n].iter().any(|s| s.as_ptr() == big.as_ptr()),
+            "the 64 KiB payload is the message's own memory"
+        );
+
+        let mut wire = Vec::new();
+        while server.has_data_to_send() {
+            let mut slices = [std::io::IoSlice::new(&[]); 3];
+            let n = server.data_to_send_vectored(&mut slices);
+            let mut budget = max_write;
+            let mut written = 0;
+            for s in &slices[..n] {
+                let take = s.len().min(budget);
+                wire.extend_from_slice(&s[..take]);
+                budget -= take;
+                written += take;
+            }
+            server.advance_data_to_send(written);
+        }
+        assert_eq!(wire, expected, "writes of at most {max_write} bytes");
+        assert_eq!(server.output_len(), 0);
+    }
+}
+
+/// `data_to_send` gives the pieces one by one; `take_data_to_send` joins
+/// them; a client (masking) and a server's small payload copy as before.
+#[test]
+fn queued_pieces_one_by_one_and_joined() {
+    let big = bytes::Bytes::from(pattern(40_000));
+    let mut a = Connection::new(Role::Server);
+    let mut b = Connection::new(Role::Server);
+    for c in [&mut a, &mut b] {
+        c.send(&Message::Binary(big.clone())).unwrap();
+        c.send_text("after").unwrap();
+    }
+    let mut one_by_one = Vec::new();
+    while a.has_data_to_send() {
+        let piece = a.data_to_send().to_vec();
+        assert!(!piece.is_empty());
+        a.advance_data_to_send(piece.len());
+        one_by_one.extend_from_slice(&piece);
+    }
+    assert_eq!(one_by_one, b.take_data_to_send().to_vec());
+    assert!(!b.has_data_to_send());
+
+    let mut client = Connection::new(Role::Client);
+    client.send(&Message::Binary(big.clone())).unwrap();
+    let mut slices = [std::io::IoSlice::new(&[]); 4];
+    assert_eq!(
+        client.data_to_send_vectored(&mut slices),
+        1,
+        "masked: one copy"
+    );
+    let frames = take_frames(&mut client);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].payload, big.to_vec());
+}

@@ -33,6 +33,9 @@ thread_local! {
         std::cell::RefCell::new(vec![0u8; MAX_READ_AHEAD].into_boxed_slice());
 }
 
+/// Most pieces of queued output given to one vectored write.
+const MAX_WRITE_SLICES: usize = 32;
+
 /// Most bytes reserved for one read beyond `read_buffer_size`.
 const MAX_READ_AHEAD: usize = 256 * 1024;
 
@@ -428,7 +431,7 @@ where
         compress: Option<bool>,
     ) -> Result<(), Error> {
         self.check_open()?;
-        if self.conn.data_to_send().len() > self.config.max_write_buffer_size {
+        if self.conn.output_len() > self.config.max_write_buffer_size {
             return Err(Error::new(ErrorKind::WriteBufferFull));
         }
         self.conn.send_with(msg, compress)?;
@@ -439,8 +442,7 @@ where
     /// Flush now, or leave the output to ride with the replies to input
     /// that is already buffered?
     pub(crate) fn should_flush(&self) -> bool {
-        self.conn.buffered_input() == 0
-            || self.conn.data_to_send().len() >= self.config.write_buffer_size
+        self.conn.buffered_input() == 0 || self.conn.output_len() >= self.config.write_buffer_size
     }
 
     pub(crate) fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
@@ -517,9 +519,7 @@ where
                         self.finish(self.end_after_io_error(e));
                         continue;
                     }
-                    Poll::Pending
-                        if self.conn.data_to_send().len() > self.config.max_write_buffer_size =>
-                    {
+                    Poll::Pending if self.conn.output_len() > self.config.max_write_buffer_size => {
                         // The peer reads nothing: stop reading too (pongs
                         // would pile up) until the output drains.
                         return Poll::Pending;
@@ -656,10 +656,16 @@ where
             .config
             .read_buffer_size
             .max(self.conn.bytes_needed().min(MAX_READ_AHEAD));
-        let res = if self.conn.buffered_input() == 0 && self.conn.read_buf().capacity() < want {
-            // Nothing pending: read into the thread's scratch buffer and
-            // copy what arrived. An idle connection then holds no read
-            // buffer at all while it waits.
+        let res = if self.conn.buffered_input() == 0
+            && self.conn.read_buf().capacity() < want
+            // The buffer the last frames were read into is free again once
+            // the messages taken out of it are dropped: read straight into
+            // it, with all its capacity.
+            && !self.conn.read_buf().try_reclaim(want)
+        {
+            // Nothing pending and no buffer at hand: read into the thread's
+            // scratch buffer and copy what arrived. An idle connection then
+            // holds no read buffer at all while it waits.
             SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
                 let len = want.min(scratch.len());
@@ -694,7 +700,16 @@ where
             if !self.conn.has_data_to_send() {
                 break Poll::Ready(Ok(()));
             }
-            match Pin::new(&mut self.io).poll_write(cx, self.conn.data_to_send()) {
+            let res = if self.io.is_write_vectored() {
+                // Payloads queued by reference leave with their headers
+                // in one write.
+                let mut slices = [io::IoSlice::new(&[]); MAX_WRITE_SLICES];
+                let n = self.conn.data_to_send_vectored(&mut slices);
+                Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n])
+            } else {
+                Pin::new(&mut self.io).poll_write(cx, self.conn.data_to_send())
+            };
+            match res {
                 Poll::Ready(Ok(0)) => break Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
                     self.conn.advance_data_to_send(n);
@@ -983,7 +998,7 @@ where
     type Error = Error;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self.conn.data_to_send().len() >= self.config.write_buffer_size {
+        if self.conn.output_len() >= self.config.write_buffer_size {
             ready!(self.poll_flush_out(cx))?;
         }
         Poll::Ready(Ok(()))
