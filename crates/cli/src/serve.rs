@@ -267,7 +267,8 @@ where
         );
         stream.write_all(busy.as_bytes()).await?;
         stream.shutdown().await?;
-        let mut buf = [0u8; 4096];
+        // On the heap: this future is part of every connection's.
+        let mut buf = vec![0u8; 4096];
         let mut drained = 0;
         while drained < 64 << 10 {
             match stream.read(&mut buf).await? {
@@ -344,8 +345,12 @@ async fn echo<S>(mut ws: silverback::WebSocket<S>, peer: SocketAddr, path: &str)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let compression = ws.compression().map(|p| p.to_string()).unwrap_or_default();
-    tracing::info!(%peer, path, protocol = ws.protocol().unwrap_or(""), compression, "open");
+    // What only the log lines need is computed only when they are on.
+    let log = tracing::enabled!(tracing::Level::INFO);
+    if log {
+        let compression = ws.compression().map(|p| p.to_string()).unwrap_or_default();
+        tracing::info!(%peer, path, protocol = ws.protocol().unwrap_or(""), compression, "open");
+    }
     let end = loop {
         match ws.recv().await {
             Ok(msg) => {
@@ -356,6 +361,9 @@ where
             Err(e) => break e,
         }
     };
+    if !log {
+        return;
+    }
     let stats = ws.stats();
     let duration = format!("{:.3}s", ws.age().as_secs_f64());
     let (by, code, reason) = match end.kind() {

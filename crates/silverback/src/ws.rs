@@ -873,11 +873,13 @@ where
             if self.finished {
                 return Poll::Ready(());
             }
-            let timeout = self.config.close_timeout;
-            let timer = self
+            // The timer is armed only once something must be waited for
+            // (`wait`): a close that completes at once costs no timer.
+            let expired = self
                 .close_timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-            if timer.as_mut().poll(cx).is_ready() {
+                .as_mut()
+                .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
+            if expired {
                 let end = if self.conn.close_expected() {
                     self.end_from_state()
                 } else {
@@ -895,7 +897,10 @@ where
                         self.finish(self.end_after_io_error(e));
                         return Poll::Ready(());
                     }
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => match self.wait_for_close(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(()) => continue,
+                    },
                 }
             }
             let eof = self.conn.eof_received();
@@ -903,7 +908,13 @@ where
                 let server_closes_first =
                     self.conn.role() == Role::Server || self.conn.failure().is_some();
                 if server_closes_first || eof {
-                    let res = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                    let res = match Pin::new(&mut self.io).poll_shutdown(cx) {
+                        Poll::Ready(res) => res,
+                        Poll::Pending => match self.wait_for_close(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(()) => continue,
+                        },
+                    };
                     let end = match (self.end_from_state(), res) {
                         (End::Abnormal(None), Err(e)) => End::Abnormal(Some(e)),
                         (end, _) => end,
@@ -930,9 +941,19 @@ where
                 if !self.finish_wakers.iter().any(|w| w.will_wake(cx.waker())) {
                     self.finish_wakers.push(cx.waker().clone());
                 }
-                return Poll::Pending;
+                match self.wait_for_close(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => continue,
+                }
             }
-            match ready!(self.poll_fill(cx)) {
+            let filled = match self.poll_fill(cx) {
+                Poll::Ready(res) => res,
+                Poll::Pending => match self.wait_for_close(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => continue,
+                },
+            };
+            match filled {
                 Ok(0) => self.conn.receive_eof(),
                 Ok(_) => {
                     // Waiting for the peer's Close: data is dropped, pings
@@ -951,6 +972,16 @@ where
                 }
             }
         }
+    }
+
+    /// Arms the closing handshake's timer (`close_timeout` from the first
+    /// wait) and polls it: `Ready` when it has expired.
+    fn wait_for_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let timeout = self.config.close_timeout;
+        self.close_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)))
+            .as_mut()
+            .poll(cx)
     }
 
     pub(crate) fn conn_mut(&mut self) -> &mut Connection {

@@ -306,8 +306,16 @@ pub fn parse_request(
             "request head too large",
         )
     };
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut headers);
+    // The usual limit fits on the stack; a larger one gets a Vec.
+    let mut on_stack = [httparse::EMPTY_HEADER; 64];
+    let mut on_heap = Vec::new();
+    let headers: &mut [httparse::Header<'_>] = if limits.max_headers <= on_stack.len() {
+        &mut on_stack[..limits.max_headers]
+    } else {
+        on_heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
+        &mut on_heap
+    };
+    let mut req = httparse::Request::new(headers);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
@@ -345,16 +353,24 @@ pub fn parse_request(
         Some(1) => Version::HTTP_11,
         _ => Version::HTTP_10,
     };
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(req.path.unwrap_or("/"))
-        .version(version);
+    let uri = req
+        .path
+        .unwrap_or("/")
+        .parse::<http::Uri>()
+        .map_err(|_| bad("request target"))?;
+    // Built in place: a `Request::builder()` moves the whole request
+    // through every `header()` call.
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    let map = request.headers_mut();
+    map.reserve(req.headers.len());
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("header name"))?;
         let value = HeaderValue::from_bytes(h.value).map_err(|_| bad("header value"))?;
-        builder = builder.header(name, value);
+        map.append(name, value);
     }
-    let request = builder.body(()).map_err(|_| bad("request target"))?;
     Ok(Some((request, len)))
 }
 
