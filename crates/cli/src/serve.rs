@@ -281,35 +281,44 @@ where
     .await;
 }
 
+/// One connection: the upgrade (or the demo page, or an error page), then
+/// the echo loop, in one task.
 async fn handle<S>(stream: S, peer: SocketAddr, state: &State, slot: Slot)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if let Slot::Full = slot {
-        return refuse(stream).await;
+        return Box::pin(refuse(stream)).await;
     }
+    // The handshake's future lives on the heap while it runs and is freed
+    // after: an open connection's task then holds only the echo loop.
+    let Some(mut ws) = Box::pin(open(stream, peer, state)).await else {
+        return;
+    };
+    state.shutdown.track(&mut ws);
+    // By reference: the connection is stored once, in this future.
+    echo(&mut ws, peer, &state.path).await;
+    drop(slot);
+}
+
+/// Reads the request; upgrades it on the WebSocket path, answers anything
+/// else (the demo page on `/`, 404, 405) and gives `None`.
+async fn open<S>(stream: S, peer: SocketAddr, state: &State) -> Option<silverback::WebSocket<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (upgrader, path, page) = (&state.upgrader, state.path.as_str(), state.page.as_str());
     let incoming = match upgrader.read_request(stream).await {
         Ok(i) => i,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "bad request");
-            return;
+            return None;
         }
     };
     let req_path = incoming.request().uri().path().to_owned();
     if req_path == path {
         match incoming.upgrade(upgrader).await {
-            Ok(mut ws) => {
-                state.shutdown.track(&mut ws);
-                // A task of its own: the handshake's state (request,
-                // buffers, timers) is freed instead of sitting in this
-                // task's future for the connection's lifetime.
-                let path = path.to_owned();
-                tokio::spawn(async move {
-                    echo(ws, peer, &path).await;
-                    drop(slot);
-                });
-            }
+            Ok(ws) => return Some(ws),
             Err(e) => tracing::info!(%peer, error = %e, "upgrade refused"),
         }
     } else if req_path == "/" && !incoming.is_upgrade() {
@@ -322,7 +331,7 @@ where
                 .body(&b"method not allowed\n"[..])
                 .expect("static response");
             let _ = incoming.respond(resp).await;
-            return;
+            return None;
         }
         let resp = http::Response::builder()
             .header("content-type", "text/html; charset=utf-8")
@@ -339,9 +348,10 @@ where
             .expect("static response");
         let _ = incoming.respond(resp).await;
     }
+    None
 }
 
-async fn echo<S>(mut ws: silverback::WebSocket<S>, peer: SocketAddr, path: &str)
+async fn echo<S>(ws: &mut silverback::WebSocket<S>, peer: SocketAddr, path: &str)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
