@@ -189,6 +189,31 @@ pub fn encode_close_payload(frame: Option<&CloseFrame>) -> BytesMut {
     out
 }
 
+/// A Close frame's payload in a buffer of its own (no allocation): the
+/// bytes and how many of them are used.
+pub(crate) struct ClosePayload {
+    buf: [u8; 125],
+    len: usize,
+}
+
+impl ClosePayload {
+    pub(crate) fn new(frame: Option<&CloseFrame>) -> Self {
+        let mut buf = [0u8; 125];
+        let mut len = 0;
+        if let Some(frame) = frame {
+            let reason = truncate_reason(&frame.reason).as_bytes();
+            buf[..2].copy_from_slice(&u16::from(frame.code).to_be_bytes());
+            buf[2..2 + reason.len()].copy_from_slice(reason);
+            len = 2 + reason.len();
+        }
+        Self { buf, len }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 /// Cuts `reason` to at most [`MAX_REASON_LEN`] bytes on a char boundary.
 pub fn truncate_reason(reason: &str) -> &str {
     if reason.len() <= MAX_REASON_LEN {

@@ -4,7 +4,7 @@ use std::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::close::{encode_close_payload, parse_close_payload, truncate_reason};
+use crate::close::{parse_close_payload, truncate_reason, ClosePayload};
 use crate::error::{ProtocolError, SendError};
 use crate::extension::Extension;
 use crate::frame::{self, decode_header, encode_header, Decoded, FrameHeader, OpCode};
@@ -439,8 +439,8 @@ impl Connection {
                     } else {
                         CloseFrame::new(CloseCode::Normal, Utf8Bytes::new())
                     };
-                    let bytes = encode_close_payload(Some(&echo));
-                    self.write_frame(OpCode::Close, true, 0, &bytes);
+                    let bytes = ClosePayload::new(Some(&echo));
+                    self.write_frame(OpCode::Close, true, 0, bytes.as_bytes());
                     self.close_sent = Some(Some(echo));
                 }
                 self.close_received = Some(frame.clone());
@@ -538,8 +538,8 @@ impl Connection {
     fn fail(&mut self, err: ProtocolError) -> ProtocolError {
         if self.close_sent.is_none() {
             let frame = CloseFrame::new(err.close_code(), Utf8Bytes::from_static(err.reason()));
-            let bytes = encode_close_payload(Some(&frame));
-            self.write_frame(OpCode::Close, true, 0, &bytes);
+            let bytes = ClosePayload::new(Some(&frame));
+            self.write_frame(OpCode::Close, true, 0, bytes.as_bytes());
             self.close_sent = Some(Some(frame));
         }
         if self.state == State::Open {
@@ -764,8 +764,8 @@ impl Connection {
         } else {
             return Err(SendError::InvalidCloseCode(code));
         };
-        let bytes = encode_close_payload(frame.as_ref());
-        self.write_frame(OpCode::Close, true, 0, &bytes);
+        let bytes = ClosePayload::new(frame.as_ref());
+        self.write_frame(OpCode::Close, true, 0, bytes.as_bytes());
         self.close_sent = Some(frame);
         if self.state == State::Open {
             self.state = State::Closing;

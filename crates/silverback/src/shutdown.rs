@@ -144,7 +144,7 @@ impl Shutdown {
         ws.set_shutdown(ShutdownGuard {
             inner: self.inner.clone(),
             drain: Box::pin(self.inner.drain.clone().cancelled_owned()),
-            force: Box::pin(self.inner.force.clone().cancelled_owned()),
+            force: None,
             done: AtomicBool::new(false),
         });
     }
@@ -221,7 +221,8 @@ impl Shutdown {
 pub(crate) struct ShutdownGuard {
     inner: Arc<Inner>,
     drain: Pin<Box<WaitForCancellationFutureOwned>>,
-    force: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Made once the drain began (the deadline always comes after it).
+    force: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     done: AtomicBool,
 }
 
@@ -234,13 +235,18 @@ pub(crate) enum Signal {
 
 impl ShutdownGuard {
     pub(crate) fn poll_signal(&mut self, cx: &mut Context<'_>) -> Signal {
-        if self.force.as_mut().poll(cx).is_ready() {
-            return Signal::Force;
+        if self.drain.as_mut().poll(cx).is_pending() {
+            return Signal::None;
         }
-        if self.drain.as_mut().poll(cx).is_ready() {
-            return Signal::Drain;
+        let inner = &self.inner;
+        let force = self
+            .force
+            .get_or_insert_with(|| Box::pin(inner.force.clone().cancelled_owned()));
+        if force.as_mut().poll(cx).is_ready() {
+            Signal::Force
+        } else {
+            Signal::Drain
         }
-        Signal::None
     }
 
     /// Records how the connection ended (once).
