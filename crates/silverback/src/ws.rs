@@ -700,14 +700,15 @@ where
             if !self.conn.has_data_to_send() {
                 break Poll::Ready(Ok(()));
             }
-            let res = if self.io.is_write_vectored() {
+            let first = self.conn.data_to_send();
+            let res = if first.len() < self.conn.output_len() && self.io.is_write_vectored() {
                 // Payloads queued by reference leave with their headers
                 // in one write.
                 let mut slices = [io::IoSlice::new(&[]); MAX_WRITE_SLICES];
                 let n = self.conn.data_to_send_vectored(&mut slices);
                 Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n])
             } else {
-                Pin::new(&mut self.io).poll_write(cx, self.conn.data_to_send())
+                Pin::new(&mut self.io).poll_write(cx, first)
             };
             match res {
                 Poll::Ready(Ok(0)) => break Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
