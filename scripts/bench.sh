@@ -518,6 +518,7 @@ w(f"""- Servers: `silverback serve --threads 1 --no-compression -q` (current-thr
   {int(env['IDLE_CONNS']):,} handshakes (spread over 4 source addresses), divided by the
   connections.
 - Raw JSON of every run: `{os.path.relpath(env['RESULTS'], env['ROOT'])}/raw/`.
+- Where each server's time goes, and what limits the targets not met: `bench/README.md`.
 """)
 
 text = "\n".join(out).rstrip() + "\n"
