@@ -359,7 +359,8 @@ fn compressed_messages_both_ways_in_every_mode() {
                 let f = &frames[0];
                 assert!(f.fin, "{what}: FIN");
                 assert_eq!(f.masked, dir == Role::Client, "{what}");
-                let compressed = msg.len() >= cfg.threshold;
+                // The random message would grow: it goes out as it is.
+                let compressed = msg.len() >= cfg.threshold && i != 6;
                 assert_eq!(
                     f.rsv,
                     if compressed { RSV1 } else { 0 },
@@ -1162,7 +1163,9 @@ fn empty_messages_compressed_with_and_without_takeover() {
                     Role::Client => (&mut p.client, &mut p.server),
                     Role::Server => (&mut p.server, &mut p.client),
                 };
-                tx.send(&msg).unwrap();
+                // Forced: left to itself the extension sends what would
+                // not shrink as it is.
+                tx.send_with(&msg, Some(true)).unwrap();
                 let frames = transfer(tx, rx);
                 assert_eq!(frames[0].rsv, RSV1, "{what}");
                 assert!(!frames[0].payload.is_empty(), "{what}: empty payload");
@@ -1216,6 +1219,61 @@ fn memory_modes_agree_with_each_other() {
             p.server.send(&msg).unwrap();
             transfer(&mut p.server, &mut p.client);
             assert_eq!(events(&mut p.client), [Event::Message(msg)]);
+        }
+    }
+}
+
+// ===== incompressible messages ============================================
+
+/// A message that deflate would make larger (random bytes) goes out as it
+/// is, RSV1 clear, so it is never bigger on the wire than the application
+/// made it — a message exactly at the peer's limit stays within it. With
+/// context takeover, compressed messages before and after it still
+/// inflate correctly (the compressor starts afresh after it). Forcing
+/// compression still compresses.
+#[test]
+fn incompressible_message_goes_out_uncompressed_in_every_mode() {
+    let takeover = DeflateConfig::default();
+    let no_takeover = DeflateConfig {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        ..DeflateConfig::default()
+    };
+    for cfg in [takeover, no_takeover, DeflateConfig::shared()] {
+        for sender in [Role::Server, Role::Client] {
+            let Pair { client, server, .. } = pair(cfg);
+            let (mut from, mut to) = match sender {
+                Role::Server => (server, client),
+                Role::Client => (client, server),
+            };
+            let text = json_text(3000);
+            let random = random_bytes(5000, 7);
+            from.send(&Message::text(text.as_str())).unwrap();
+            from.send(&Message::binary(random.clone())).unwrap();
+            from.send(&Message::text(text.as_str())).unwrap();
+            from.send_with(&Message::binary(random.clone()), Some(true))
+                .unwrap();
+            from.send(&Message::text(text.as_str())).unwrap();
+            let frames = transfer(&mut from, &mut to);
+            let rsv: Vec<u8> = frames.iter().map(|f| f.rsv).collect();
+            assert_eq!(rsv, [RSV1, 0, RSV1, RSV1, RSV1], "{sender:?} {cfg:?}");
+            assert_eq!(frames[1].payload, random, "sent as it is");
+            assert!(frames[0].payload.len() < text.len() / 2);
+            assert!(frames[2].payload.len() < text.len() / 2);
+            let got = events(&mut to);
+            let text_msg = Event::Message(Message::text(text.as_str()));
+            let random_msg = Event::Message(Message::binary(random.clone()));
+            assert_eq!(
+                got,
+                [
+                    text_msg.clone(),
+                    random_msg.clone(),
+                    text_msg.clone(),
+                    random_msg,
+                    text_msg
+                ],
+                "{sender:?} {cfg:?}"
+            );
         }
     }
 }

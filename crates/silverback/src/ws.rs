@@ -318,8 +318,9 @@ where
     }
 
     /// Like [`send`](Self::send), choosing compression for this message:
-    /// `true` compresses it even below the size threshold, `false` sends it
-    /// as it is. Without negotiated compression, the same as `send`.
+    /// `true` compresses it even below the size threshold (or when it does
+    /// not shrink), `false` sends it as it is. Without negotiated
+    /// compression, the same as `send`.
     pub async fn send_compressed(
         &mut self,
         msg: impl Into<Message>,

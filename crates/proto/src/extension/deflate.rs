@@ -54,6 +54,8 @@ pub struct DeflateConfig {
     /// Compression level 0..=9 (default 6).
     pub level: u32,
     /// Messages shorter than this are sent uncompressed (default 32 bytes).
+    /// So is a message that compression would not make shorter (random or
+    /// already compressed data), unless compression is forced for it.
     pub threshold: usize,
     /// The server does not keep its compression context between messages.
     pub server_no_context_takeover: bool,
@@ -627,6 +629,19 @@ impl Extension for PerMessageDeflate {
                 c.reset();
             }
         }
+        if compress.is_none() && out.len() >= payload.len() {
+            // Incompressible (random or already compressed data): it goes
+            // out as it is (RFC 7692 lets each message choose), so it is
+            // never larger on the wire than the application made it. The
+            // peer's window does not hold this message, so a compressor
+            // keeping its context starts afresh (references only what
+            // follows, which the peer will have too).
+            if let Some(c) = self.compressor.as_mut() {
+                c.reset();
+            }
+            out.clear();
+            return Ok(None);
+        }
         Ok(Some(RSV1))
     }
 
@@ -768,13 +783,17 @@ mod tests {
         let params = server_negotiate(["permessage-deflate"], &cfg).unwrap();
         let (_, mut server) = pair(params, &cfg);
         let mut out = BytesMut::new();
+        // Forced: left to itself the extension sends "Hello" as it is,
+        // since 7 compressed bytes would be more than 5.
         assert_eq!(
-            server.encode(OpCode::Text, b"Hello", &mut out),
+            server.encode_with(OpCode::Text, b"Hello", &mut out, Some(true)),
             Ok(Some(RSV1))
         );
         assert_eq!(&out[..], [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
         out.clear();
-        server.encode(OpCode::Text, b"Hello", &mut out).unwrap();
+        server
+            .encode_with(OpCode::Text, b"Hello", &mut out, Some(true))
+            .unwrap();
         assert_eq!(&out[..], [0xf2, 0x00, 0x11, 0x00, 0x00]);
 
         // Decoding the same, plus §7.2.3.3 (stored block) and §7.2.3.6
