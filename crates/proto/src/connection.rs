@@ -632,8 +632,11 @@ impl Connection {
     /// even below the size threshold, `None` lets the extension decide.
     pub fn send_with(&mut self, msg: &Message, transform: Option<bool>) -> Result<(), SendError> {
         match msg {
-            Message::Text(t) => self.send_message_with(OpCode::Text, t.as_bytes(), transform),
-            Message::Binary(b) => self.send_message_with(OpCode::Binary, b, transform),
+            Message::Text(t) => {
+                let bytes = t.as_bytes();
+                self.send_message_with(OpCode::Text, bytes, Some(bytes), transform)
+            }
+            Message::Binary(b) => self.send_message_with(OpCode::Binary, b, Some(b), transform),
         }
     }
 
@@ -652,25 +655,17 @@ impl Connection {
     }
 
     fn send_message(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
-        self.check_can_send()?;
-        if self.sending_fragmented.is_some() {
-            return Err(SendError::Fragmentation);
-        }
-        if self.extension.is_some() {
-            // The extension may keep the payload as it is: then it goes
-            // out as given.
-            return self.send_message_with(opcode, &Bytes::copy_from_slice(payload), None);
-        }
-        self.write_frame(opcode, true, 0, payload);
-        Ok(())
+        self.send_message_with(opcode, payload, None, None)
     }
 
-    /// Sends a whole message whose payload is held in `payload`; a large
-    /// one a server sends untransformed is queued by reference.
+    /// Sends a whole message. When its payload is also held in a [`Bytes`]
+    /// (`shared`), a large one a server sends untransformed is queued by
+    /// reference instead of copied.
     fn send_message_with(
         &mut self,
         opcode: OpCode,
-        payload: &Bytes,
+        payload: &[u8],
+        shared: Option<&Bytes>,
         transform: Option<bool>,
     ) -> Result<(), SendError> {
         self.check_can_send()?;
@@ -687,7 +682,9 @@ impl Connection {
                 return Ok(());
             }
         }
-        if self.role == Role::Server && payload.len() >= ZERO_COPY_MIN {
+        if let Some(shared) =
+            shared.filter(|_| self.role == Role::Server && payload.len() >= ZERO_COPY_MIN)
+        {
             let header = FrameHeader {
                 fin: true,
                 rsv: 0,
@@ -699,7 +696,7 @@ impl Connection {
             let mut cursor = &mut head[..];
             encode_header(&mut cursor, &header);
             let head_len = 14 - cursor.len();
-            self.output.push_shared(&head[..head_len], payload.clone());
+            self.output.push_shared(&head[..head_len], shared.clone());
             return Ok(());
         }
         self.write_frame(opcode, true, 0, payload);
