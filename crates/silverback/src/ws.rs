@@ -876,7 +876,8 @@ where
                 return Poll::Ready(());
             }
             // The timer is armed only once something must be waited for
-            // (`wait`): a close that completes at once costs no timer.
+            // (`wait_for_close`): a close that completes at once costs no
+            // timer.
             let expired = self
                 .close_timer
                 .as_mut()
