@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use silverback::tls::TlsAcceptor;
-use silverback::{CloseCode, DeflateConfig, ErrorKind, Shutdown, Upgrader};
+use silverback::{CloseCode, DeflateConfig, Initiator, Shutdown, Upgrader};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -376,13 +376,18 @@ where
     }
     let stats = ws.stats();
     let duration = format!("{:.3}s", ws.age().as_secs_f64());
-    let (by, code, reason) = match end.kind() {
-        ErrorKind::Closed { frame, by_us } => (
-            if *by_us { "us" } else { "peer" },
-            end.close_code().map_or(1005, u16::from),
-            frame.as_ref().map_or("", |f| f.reason.as_str()),
+    // How it ended, as the core decided it (the same answer `recv` gave).
+    let (by, code, reason) = match ws.end() {
+        Some(how) => (
+            match how.initiator() {
+                Some(Initiator::Local) => "us",
+                Some(Initiator::Remote) => "peer",
+                None => "-",
+            },
+            u16::from(how.close_code()),
+            how.reason().to_owned(),
         ),
-        _ => ("-", end.close_code().map_or(1006, u16::from), ""),
+        None => ("-", end.close_code().map_or(1006, u16::from), String::new()),
     };
     // A Close from the peer, whatever its code, is a clean end; a vanished
     // peer (1006), a timeout or a protocol error is not.

@@ -8,6 +8,7 @@ use crate::close::{parse_close_payload, truncate_reason, ClosePayload};
 use crate::error::{ProtocolError, SendError};
 use crate::extension::Extension;
 use crate::frame::{self, decode_header, encode_header, Decoded, FrameHeader, OpCode};
+use crate::lifecycle::{End, Failure, Finish, Lifecycle, Timeout, Transport};
 use crate::mask::apply_mask;
 use crate::output::Output;
 use crate::utf8::Utf8Validator;
@@ -31,7 +32,8 @@ pub enum Role {
     Server,
 }
 
-/// The connection's state (RFC 6455 §4, §7).
+/// The connection's state (RFC 6455 §4, §7), coarse: see
+/// [`Connection::end`] for how it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     /// Messages flow both ways.
@@ -39,7 +41,7 @@ pub enum State {
     /// A Close frame was sent or received (or the connection failed); the
     /// transport is about to close.
     Closing,
-    /// The transport reported end of stream.
+    /// The transport reached end of stream or is done.
     Closed,
 }
 
@@ -140,16 +142,13 @@ struct Partial {
 pub struct Connection {
     role: Role,
     config: Config,
-    state: State,
+    /// Open, closing, failed, ended: every decision about the end.
+    life: Lifecycle,
     input: BytesMut,
     output: Output,
     partial: Option<Partial>,
     /// Opcode of the fragmented message being sent, if any.
     sending_fragmented: Option<OpCode>,
-    close_sent: Option<Option<CloseFrame>>,
-    close_received: Option<Option<CloseFrame>>,
-    failure: Option<ProtocolError>,
-    eof: bool,
     extension: Option<Box<dyn Extension>>,
     close_handler: Option<CloseHandler>,
     fixed_mask: Option<[u8; 4]>,
@@ -166,12 +165,9 @@ impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("role", &self.role)
-            .field("state", &self.state)
+            .field("life", &self.life)
             .field("buffered_in", &self.input.len())
             .field("buffered_out", &self.output.remaining())
-            .field("close_sent", &self.close_sent)
-            .field("close_received", &self.close_received)
-            .field("failure", &self.failure)
             .finish_non_exhaustive()
     }
 }
@@ -187,15 +183,11 @@ impl Connection {
         Self {
             role,
             config,
-            state: State::Open,
+            life: Lifecycle::new(),
             input: BytesMut::new(),
             output: Output::default(),
             partial: None,
             sending_fragmented: None,
-            close_sent: None,
-            close_received: None,
-            failure: None,
-            eof: false,
             extension: None,
             fixed_mask: None,
             close_handler: None,
@@ -244,7 +236,13 @@ impl Connection {
 
     /// The current state.
     pub fn state(&self) -> State {
-        self.state
+        if self.life.eof_received || matches!(self.life.transport, Transport::Done(_)) {
+            State::Closed
+        } else if self.life.close_was_sent() || self.life.input_closed() {
+            State::Closing
+        } else {
+            State::Open
+        }
     }
 
     // ----- input -------------------------------------------------------
@@ -272,15 +270,15 @@ impl Connection {
     }
 
     /// Tells the connection the transport reached end of stream. Events
-    /// already buffered can still be taken; the state becomes `Closed`.
+    /// already buffered can still be taken; the state becomes `Closed`, and
+    /// the transport's write side is to be shut ([`eof_to_send`](Self::eof_to_send)).
     pub fn receive_eof(&mut self) {
-        self.eof = true;
-        self.state = State::Closed;
+        self.life.received_eof();
     }
 
     /// Whether end of stream was seen.
     pub fn eof_received(&self) -> bool {
-        self.eof
+        self.life.eof_received
     }
 
     /// Parses the next event from buffered input.
@@ -292,7 +290,7 @@ impl Connection {
     /// [`close_expected`](Self::close_expected) becomes true.
     pub fn next_event(&mut self) -> Result<Option<Event>, ProtocolError> {
         loop {
-            if self.failure.is_some() || self.close_received.is_some() {
+            if self.life.input_closed() {
                 return Ok(None);
             }
             let (header, header_len) = match decode_header(&self.input) {
@@ -301,10 +299,10 @@ impl Connection {
                     self.needed = n;
                     return Ok(None);
                 }
-                Err(e) => return Err(self.fail(e.into())),
+                Err(e) => return Err(self.fail_protocol(e.into())),
             };
             if let Err(e) = self.check_header(&header) {
-                return Err(self.fail(e));
+                return Err(self.fail_protocol(e));
             }
             // Checked against max_frame_size (a usize) above.
             let payload_len = header.payload_len as usize;
@@ -318,7 +316,7 @@ impl Connection {
                 // payload actually arrives.
                 self.input.reserve(self.needed.min(MAX_PREALLOC));
                 if let Err(e) = self.scan_text_prefix(&header, header_len) {
-                    return Err(self.fail(e));
+                    return Err(self.fail_protocol(e));
                 }
                 return Ok(None);
             }
@@ -332,7 +330,7 @@ impl Connection {
             match self.handle_frame(header, payload) {
                 Ok(Some(ev)) => return Ok(Some(ev)),
                 Ok(None) => continue,
-                Err(e) => return Err(self.fail(e)),
+                Err(e) => return Err(self.fail_protocol(e)),
             }
         }
     }
@@ -416,7 +414,7 @@ impl Connection {
         match h.opcode {
             OpCode::Ping => {
                 let payload = payload.freeze();
-                if self.config.auto_pong && self.state == State::Open && self.close_sent.is_none() {
+                if self.config.auto_pong && !self.life.close_was_sent() {
                     self.write_frame(OpCode::Pong, true, 0, &payload);
                 }
                 Ok(Some(Event::Ping(payload)))
@@ -424,7 +422,8 @@ impl Connection {
             OpCode::Pong => Ok(Some(Event::Pong(payload.freeze()))),
             OpCode::Close => {
                 let frame = parse_close_payload(payload.freeze())?;
-                if self.close_sent.is_none() {
+                let mut echoed = None;
+                if !self.life.close_was_sent() {
                     // Echo the code (1000 for an empty Close), RFC 6455
                     // §5.5.1, unless a close handler picks the reply.
                     let echo = match self.close_handler.as_mut() {
@@ -441,12 +440,10 @@ impl Connection {
                     };
                     let bytes = ClosePayload::new(Some(&echo));
                     self.write_frame(OpCode::Close, true, 0, bytes.as_bytes());
-                    self.close_sent = Some(Some(echo));
+                    echoed = Some(Some(echo));
                 }
-                self.close_received = Some(frame.clone());
-                if self.state == State::Open {
-                    self.state = State::Closing;
-                }
+                let server = self.role == Role::Server;
+                self.life.received_close(frame.clone(), echoed, server);
                 self.partial = None;
                 Ok(Some(Event::Close(frame)))
             }
@@ -533,23 +530,55 @@ impl Connection {
         Ok(Event::Message(msg))
     }
 
-    /// Fails the connection: queue a Close with the error's code (unless a
-    /// Close was already sent) and stop parsing.
-    fn fail(&mut self, err: ProtocolError) -> ProtocolError {
-        if self.close_sent.is_none() {
-            let frame = CloseFrame::new(err.close_code(), Utf8Bytes::from_static(err.reason()));
+    /// The peer broke the protocol: fail the connection with the error's
+    /// close code.
+    fn fail_protocol(&mut self, err: ProtocolError) -> ProtocolError {
+        let frame = CloseFrame::new(err.close_code(), Utf8Bytes::from_static(err.reason()));
+        self.fail_with(Failure::Protocol(err.clone()), frame);
+        err
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): queues a Close with `code`
+    /// and `reason` (unless a Close was already sent), stops parsing input,
+    /// and asks for the transport to be shut once the output is written
+    /// ([`eof_to_send`](Self::eof_to_send)), by either role. The end is
+    /// reported as [`End::Failed`]. Use it when the application, not the
+    /// peer, finds the connection unusable (e.g. a message it cannot
+    /// handle); a peer's protocol error fails the connection by itself.
+    ///
+    /// ```
+    /// use silverback_proto::{CloseCode, Connection, Role, State};
+    /// let mut conn = Connection::new(Role::Client);
+    /// conn.fail(CloseCode::PolicyViolation, "not for me").unwrap();
+    /// assert_eq!(conn.state(), State::Closing);
+    /// assert!(conn.close_expected());
+    /// conn.take_data_to_send();
+    /// assert!(conn.eof_to_send()); // even a client shuts first after failing
+    /// ```
+    ///
+    /// # Errors
+    /// [`SendError::InvalidCloseCode`] for a code that may not be sent
+    /// (nothing changes then).
+    pub fn fail(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        if !code.is_sendable() {
+            return Err(SendError::InvalidCloseCode(code));
+        }
+        let frame = CloseFrame::new(code, truncate_reason(reason));
+        self.fail_with(Failure::Local(frame.clone()), frame);
+        Ok(())
+    }
+
+    fn fail_with(&mut self, cause: Failure, frame: CloseFrame) {
+        let mut queued = None;
+        if !self.life.close_was_sent() {
             let bytes = ClosePayload::new(Some(&frame));
             self.write_frame(OpCode::Close, true, 0, bytes.as_bytes());
-            self.close_sent = Some(Some(frame));
+            queued = Some(frame);
         }
-        if self.state == State::Open {
-            self.state = State::Closing;
-        }
+        self.life.failed(cause, queued);
         self.partial = None;
         self.input.clear();
         self.scanned = 0;
-        self.failure = Some(err.clone());
-        err
     }
 
     // ----- output ------------------------------------------------------
@@ -602,7 +631,7 @@ impl Connection {
     }
 
     fn check_can_send(&self) -> Result<(), SendError> {
-        if self.close_sent.is_some() || self.failure.is_some() {
+        if self.life.close_was_sent() {
             Err(SendError::Closing)
         } else {
             Ok(())
@@ -763,34 +792,102 @@ impl Connection {
         };
         let bytes = ClosePayload::new(frame.as_ref());
         self.write_frame(OpCode::Close, true, 0, bytes.as_bytes());
-        self.close_sent = Some(frame);
-        if self.state == State::Open {
-            self.state = State::Closing;
-        }
+        self.life.sent_close(frame, self.role == Role::Server);
         Ok(())
     }
 
     /// The Close frame sent, if any (`Some(None)`: sent without payload).
     pub fn close_sent(&self) -> Option<&Option<CloseFrame>> {
-        self.close_sent.as_ref()
+        self.life.close_sent()
     }
 
     /// The Close frame received, if any (`Some(None)`: received without payload).
     pub fn close_received(&self) -> Option<&Option<CloseFrame>> {
-        self.close_received.as_ref()
+        self.life.close_received()
     }
 
     /// The protocol error that failed the connection, if any.
     pub fn failure(&self) -> Option<&ProtocolError> {
-        self.failure.as_ref()
+        self.life.failure()
     }
 
-    /// Whether the transport should be closed once the output is flushed:
-    /// the closing handshake is complete, or the connection failed. A
-    /// server closes at once; a client gives the server a moment to close
-    /// first (RFC 6455 §7.1.1).
+    /// Whether the transport should be closed: the closing handshake is
+    /// complete, or the connection failed. When exactly this end shuts its
+    /// write side is [`eof_to_send`](Self::eof_to_send): a server at once,
+    /// a client once the server closed (RFC 6455 §7.1.1).
     pub fn close_expected(&self) -> bool {
-        self.failure.is_some() || (self.close_sent.is_some() && self.close_received.is_some())
+        self.life.close_expected()
+    }
+
+    // ----- the end ----------------------------------------------------
+
+    /// The end-of-output marker: `true` when everything queued has been
+    /// taken and the transport's write side must now be shut (TCP FIN,
+    /// TLS close_notify). Set once the closing handshake is done on a
+    /// server, once the peer's end of stream came ([`receive_eof`](Self::receive_eof)),
+    /// or when the connection failed. After shutting, call
+    /// [`eof_sent`](Self::eof_sent).
+    ///
+    /// ```
+    /// use silverback_proto::{CloseCode, Connection, Role};
+    /// let mut client = Connection::new(Role::Client);
+    /// let mut server = Connection::new(Role::Server);
+    /// client.close(CloseCode::Normal, "").unwrap();
+    /// server.receive_data(&client.take_data_to_send());
+    /// server.next_event().unwrap(); // the Close; the echo is queued
+    /// assert!(!server.eof_to_send()); // the echo goes first
+    /// client.receive_data(&server.take_data_to_send());
+    /// assert!(server.eof_to_send()); // the server closes TCP first
+    /// client.next_event().unwrap();
+    /// assert!(!client.eof_to_send()); // the client waits for the server's FIN
+    /// client.receive_eof();
+    /// assert!(client.eof_to_send());
+    /// ```
+    pub fn eof_to_send(&self) -> bool {
+        self.life.transport == Transport::EofQueued && !self.output.has_remaining()
+    }
+
+    /// The transport's write side was shut (after [`eof_to_send`](Self::eof_to_send)):
+    /// the connection is over and [`end`](Self::end) says how.
+    pub fn eof_sent(&mut self) {
+        self.life.finish(Finish::Shutdown);
+    }
+
+    /// The transport failed (a read or write error, a reset): the
+    /// connection is over. [`end`](Self::end) is [`End::Abnormal`] unless
+    /// the closing handshake had completed or the connection had failed
+    /// (a peer may send its Close and reset at once: its code stands).
+    pub fn transport_failed(&mut self) {
+        self.life.finish(Finish::Io);
+    }
+
+    /// A timer of the I/O layer ran out: the connection is over. For a
+    /// keepalive timeout a Close 1011, for an idle timeout a Close 1001 is
+    /// queued first (if no Close was sent yet): write it out if the
+    /// transport takes it at once, then shut it. [`end`](Self::end) is
+    /// [`End::Timeout`], except that a close timeout after the handshake
+    /// completed (a client waiting for the server's FIN) still ends cleanly.
+    pub fn timeout(&mut self, which: Timeout) {
+        if let Some((code, reason)) = self.life.timeout_close(which) {
+            let frame = CloseFrame::new(code, Utf8Bytes::from_static(reason));
+            let bytes = ClosePayload::new(Some(&frame));
+            self.write_frame(OpCode::Close, true, 0, bytes.as_bytes());
+            self.life.sent_close(Some(frame), self.role == Role::Server);
+        }
+        self.life.finish(Finish::Timeout(which));
+    }
+
+    /// How the connection ended, once it is over ([`eof_sent`](Self::eof_sent),
+    /// [`transport_failed`](Self::transport_failed) or
+    /// [`timeout`](Self::timeout)); `None` while it runs. The one answer
+    /// the async layer, logs and metrics report.
+    pub fn end(&self) -> Option<End> {
+        self.life.end()
+    }
+
+    /// Whether the connection is over (see [`end`](Self::end)).
+    pub fn is_over(&self) -> bool {
+        matches!(self.life.transport, Transport::Done(_))
     }
 
     fn write_frame(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {

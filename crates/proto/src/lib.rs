@@ -45,6 +45,7 @@ pub mod close;
 mod connection;
 mod error;
 pub mod extension;
+mod lifecycle;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
@@ -55,6 +56,7 @@ pub mod utf8;
 pub use close::{CloseCode, CloseFrame};
 pub use connection::{CloseHandler, Config, Connection, Event, Role, State};
 pub use error::{ProtocolError, SendError};
+pub use lifecycle::{End, Initiator, Timeout};
 pub use frame::OpCode;
 pub use message::{Message, Utf8Bytes};
 

@@ -5,7 +5,9 @@ use std::io;
 
 use silverback_proto::handshake::client::ResponseError;
 use silverback_proto::handshake::server::Rejection;
-use silverback_proto::{CloseCode, CloseFrame, ProtocolError, SendError};
+use silverback_proto::{CloseCode, CloseFrame, End, Initiator, ProtocolError, SendError};
+
+pub use silverback_proto::Timeout;
 
 /// What went wrong (or how the connection ended). See [`Error`].
 #[derive(Debug)]
@@ -30,6 +32,9 @@ pub enum ErrorKind {
     /// The peer broke the protocol; the Close frame with
     /// [`ProtocolError::close_code`] was sent before the transport closed.
     Protocol(ProtocolError),
+    /// We failed the connection with this Close frame (the application
+    /// found it unusable); see [`silverback_proto::Connection::fail`].
+    Failed(CloseFrame),
     /// A send the protocol does not allow (control payload over 125 bytes,
     /// fragments out of order, a close code that may not be sent).
     InvalidSend(SendError),
@@ -57,25 +62,6 @@ pub enum ErrorKind {
     Proxy(String),
 }
 
-/// Which timeout expired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Timeout {
-    /// The opening handshake did not complete in `handshake_timeout`.
-    Handshake,
-    /// The peer did not answer our Close in `close_timeout` (or a server
-    /// shutdown's deadline passed first).
-    CloseHandshake,
-    /// The peer answered no keepalive Ping in `ping_timeout`: we closed
-    /// with 1011.
-    Keepalive,
-    /// Nothing arrived for `idle_timeout`.
-    Idle,
-    /// A write made no progress for `write_timeout`: the peer stopped
-    /// reading.
-    Write,
-}
-
 /// The one error type of `silverback`.
 ///
 /// Small (one pointer) and opaque; ask it questions:
@@ -95,24 +81,63 @@ pub enum Timeout {
 /// }
 /// ```
 pub struct Error {
-    kind: Box<ErrorKind>,
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    /// How the connection ended, when this error reports its end.
+    end: Option<End>,
 }
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind) -> Self {
         Self {
-            kind: Box::new(kind),
+            inner: Box::new(Inner { kind, end: None }),
+        }
+    }
+
+    /// The error that reports a connection's `end` (`io`: the I/O error
+    /// that broke it, if any).
+    pub(crate) fn from_end(end: End, io: Option<io::Error>) -> Self {
+        let kind = match &end {
+            End::Clean {
+                initiator,
+                received,
+                ..
+            } => ErrorKind::Closed {
+                frame: received.clone(),
+                by_us: *initiator == Initiator::Local,
+            },
+            End::Protocol(p) => ErrorKind::Protocol(p.clone()),
+            End::Failed(f) => ErrorKind::Failed(f.clone()),
+            End::Timeout(t) => ErrorKind::Timeout(*t),
+            _ => ErrorKind::Abnormal(io),
+        };
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                end: Some(end),
+            }),
         }
     }
 
     /// What happened.
     pub fn kind(&self) -> &ErrorKind {
-        &self.kind
+        &self.inner.kind
     }
 
     /// Consumes the error, giving what happened.
     pub fn into_kind(self) -> ErrorKind {
-        *self.kind
+        self.inner.kind
+    }
+
+    /// How the connection ended, when this error reports its end (from
+    /// `recv`, `close`, or a send that found the connection broken): who
+    /// closed, with which codes, or which timeout. The same answer as
+    /// [`WebSocket::end`](crate::WebSocket::end).
+    pub fn end(&self) -> Option<&End> {
+        self.inner.end.as_ref()
     }
 
     /// The connection ended cleanly with a Close handshake
@@ -120,7 +145,7 @@ impl Error {
     /// ([`ErrorKind::AlreadyClosed`]).
     pub fn is_closed(&self) -> bool {
         matches!(
-            *self.kind,
+            self.inner.kind,
             ErrorKind::Closed { .. } | ErrorKind::AlreadyClosed
         )
     }
@@ -131,20 +156,7 @@ impl Error {
     /// stopped reading or sending until a timeout), 1011 for a keepalive
     /// timeout, and the code we sent for a protocol error.
     pub fn close_code(&self) -> Option<CloseCode> {
-        match &*self.kind {
-            ErrorKind::Closed { frame, .. } => Some(
-                frame
-                    .as_ref()
-                    .map_or(CloseCode::NoStatusReceived, |f| f.code),
-            ),
-            ErrorKind::Abnormal(_) => Some(CloseCode::Abnormal),
-            ErrorKind::Protocol(p) => Some(p.close_code()),
-            ErrorKind::Timeout(Timeout::Keepalive) => Some(CloseCode::InternalError),
-            ErrorKind::Timeout(Timeout::CloseHandshake | Timeout::Idle | Timeout::Write) => {
-                Some(CloseCode::Abnormal)
-            }
-            _ => None,
-        }
+        self.end().map(End::close_code)
     }
 
     /// Like gorilla's `IsUnexpectedCloseError`: true when this error ends
@@ -160,7 +172,7 @@ impl Error {
 
     /// The peer's Close frame, for a clean close.
     pub fn close_frame(&self) -> Option<&CloseFrame> {
-        match &*self.kind {
+        match &self.inner.kind {
             ErrorKind::Closed { frame, .. } => frame.as_ref(),
             _ => None,
         }
@@ -168,18 +180,18 @@ impl Error {
 
     /// A timeout expired.
     pub fn is_timeout(&self) -> bool {
-        matches!(*self.kind, ErrorKind::Timeout(_))
+        matches!(self.inner.kind, ErrorKind::Timeout(_))
     }
 
     /// The peer broke the protocol.
     pub fn is_protocol(&self) -> bool {
-        matches!(*self.kind, ErrorKind::Protocol(_))
+        matches!(self.inner.kind, ErrorKind::Protocol(_))
     }
 
     /// The HTTP response of a server that answered the upgrade request
     /// with another status than 101 (status, headers, bounded body).
     pub fn http_response(&self) -> Option<&http::Response<bytes::Bytes>> {
-        match &*self.kind {
+        match &self.inner.kind {
             ErrorKind::HttpStatus(r) => Some(r),
             _ => None,
         }
@@ -187,35 +199,35 @@ impl Error {
 
     /// TLS failed (e.g. the server's certificate did not verify).
     pub fn is_tls(&self) -> bool {
-        matches!(*self.kind, ErrorKind::Tls(_))
+        matches!(self.inner.kind, ErrorKind::Tls(_))
     }
 
     /// The handshake failed (refused by us, or a bad response).
     pub fn is_handshake(&self) -> bool {
         matches!(
-            *self.kind,
+            self.inner.kind,
             ErrorKind::Rejected(_) | ErrorKind::Handshake(_) | ErrorKind::HttpStatus(_)
         ) || self.is_handshake_timeout()
     }
 
     fn is_handshake_timeout(&self) -> bool {
-        matches!(*self.kind, ErrorKind::Timeout(Timeout::Handshake))
+        matches!(self.inner.kind, ErrorKind::Timeout(Timeout::Handshake))
     }
 
     pub(crate) fn abnormal(e: Option<io::Error>) -> Self {
-        Self::new(ErrorKind::Abnormal(e))
+        Self::from_end(End::Abnormal, e)
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.kind, f)
+        fmt::Debug::fmt(&self.inner.kind, f)
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &*self.kind {
+        match &self.inner.kind {
             ErrorKind::Closed {
                 frame: Some(fr),
                 by_us,
@@ -246,6 +258,7 @@ impl fmt::Display for Error {
             ErrorKind::Protocol(p) => {
                 write!(f, "protocol error, closed with {}: {p}", p.close_code())
             }
+            ErrorKind::Failed(fr) => write!(f, "connection failed by us: {fr}"),
             ErrorKind::InvalidSend(e) => write!(f, "invalid send: {e}"),
             ErrorKind::Timeout(Timeout::Handshake) => f.write_str("opening handshake timed out"),
             ErrorKind::Timeout(Timeout::CloseHandshake) => f.write_str("close handshake timed out"),
@@ -258,6 +271,7 @@ impl fmt::Display for Error {
             ErrorKind::Timeout(Timeout::Write) => {
                 f.write_str("write made no progress within write timeout: the peer is not reading")
             }
+            ErrorKind::Timeout(t) => write!(f, "{t}"),
             ErrorKind::Rejected(r) => write!(f, "upgrade refused: {r}"),
             ErrorKind::Handshake(e) => write!(f, "handshake failed: {e}"),
             ErrorKind::WriteBufferFull => f.write_str("write buffer full: the peer is not reading"),
@@ -279,7 +293,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &*self.kind {
+        match &self.inner.kind {
             ErrorKind::Abnormal(Some(e)) | ErrorKind::Io(e) | ErrorKind::Tls(e) => Some(e),
             ErrorKind::Protocol(e) => Some(e),
             ErrorKind::InvalidSend(e) => Some(e),
@@ -320,19 +334,28 @@ mod tests {
 
     #[test]
     fn predicates() {
-        let clean = Error::new(ErrorKind::Closed {
-            frame: Some(CloseFrame::new(CloseCode::GoingAway, "tab closed")),
-            by_us: false,
-        });
+        let clean = Error::from_end(
+            End::Clean {
+                initiator: Initiator::Remote,
+                sent: None,
+                received: Some(CloseFrame::new(CloseCode::GoingAway, "tab closed")),
+            },
+            None,
+        );
+        assert!(matches!(clean.kind(), ErrorKind::Closed { by_us: false, .. }));
         assert!(clean.is_closed());
         assert_eq!(clean.close_code(), Some(CloseCode::GoingAway));
         assert!(!clean.is_unexpected_close(&[CloseCode::Normal, CloseCode::GoingAway]));
         assert!(clean.is_unexpected_close(&[CloseCode::Normal]));
 
-        let empty = Error::new(ErrorKind::Closed {
-            frame: None,
-            by_us: false,
-        });
+        let empty = Error::from_end(
+            End::Clean {
+                initiator: Initiator::Local,
+                sent: None,
+                received: None,
+            },
+            None,
+        );
         assert_eq!(empty.close_code(), Some(CloseCode::NoStatusReceived));
 
         let dropped = Error::abnormal(None);
@@ -340,7 +363,7 @@ mod tests {
         assert_eq!(dropped.close_code(), Some(CloseCode::Abnormal));
         assert!(dropped.is_unexpected_close(&[CloseCode::Normal, CloseCode::GoingAway]));
 
-        let proto = Error::new(ErrorKind::Protocol(ProtocolError::InvalidUtf8));
+        let proto = Error::from_end(End::Protocol(ProtocolError::InvalidUtf8), None);
         assert!(proto.is_protocol());
         assert_eq!(proto.close_code(), Some(CloseCode::InvalidPayload));
 
@@ -348,7 +371,12 @@ mod tests {
         assert!(misuse.is_closed());
         assert!(!misuse.is_unexpected_close(&[]));
 
-        assert!(Error::new(ErrorKind::Timeout(Timeout::CloseHandshake)).is_timeout());
+        let keepalive = Error::from_end(End::Timeout(Timeout::Keepalive), None);
+        assert!(keepalive.is_timeout());
+        assert_eq!(keepalive.close_code(), Some(CloseCode::InternalError));
+        let handshake = Error::new(ErrorKind::Timeout(Timeout::Handshake));
+        assert!(handshake.is_timeout());
+        assert_eq!(handshake.close_code(), None);
         assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
     }
 }

@@ -206,12 +206,14 @@ pub use error::{Error, ErrorKind, Timeout};
 pub use hyper::{is_upgrade_request, HyperWebSocket, UpgradeFuture};
 pub use proxy::{Proxy, ProxyKind};
 pub use server::{Accepted, Incoming, RequestHead, Upgrader};
-pub use shutdown::{PongFuture, Shutdown, ShutdownReport, Stats};
+pub use shutdown::{Shutdown, ShutdownReport, Stats};
 pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
-pub use ws::WebSocket;
+pub use ws::{PongFuture, WebSocket};
 
 pub use futures_core::Stream;
 pub use silverback_proto as proto;
 pub use silverback_proto::extension::deflate::{DeflateConfig, DeflateParams, MemoryMode};
-pub use silverback_proto::{CloseCode, CloseFrame, Message, OpCode, Role, Utf8Bytes};
+pub use silverback_proto::{
+    CloseCode, CloseFrame, End, Initiator, Message, OpCode, Role, Utf8Bytes,
+};

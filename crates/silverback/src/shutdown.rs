@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -270,24 +270,6 @@ impl Drop for ShutdownGuard {
     fn drop(&mut self) {
         // Dropped without ending: the transport closes with the drop.
         self.record(false);
-    }
-}
-
-/// Resolves with the round-trip time when the Pong answering a
-/// [`ping`](crate::WebSocket::ping) arrives (received by whoever calls
-/// `recv`). Fails with [`ErrorKind::AlreadyClosed`](crate::ErrorKind) if
-/// the connection ends first.
-#[derive(Debug)]
-pub struct PongFuture {
-    pub(crate) rx: tokio::sync::oneshot::Receiver<Duration>,
-}
-
-impl Future for PongFuture {
-    type Output = Result<Duration, crate::Error>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map_err(|_| crate::Error::new(crate::ErrorKind::AlreadyClosed))
     }
 }
 

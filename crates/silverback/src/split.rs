@@ -5,7 +5,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 
 use futures_core::Stream;
 use futures_sink::Sink;
@@ -13,6 +13,35 @@ use silverback_proto::{CloseCode, Message, OpCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{Error, PongFuture, WebSocket};
+
+/// Tasks waiting on a connection shared by split halves (at most a few:
+/// the reader, the writer, and whoever they hand the news to).
+#[derive(Default)]
+pub(crate) struct WakerList(Vec<Waker>);
+
+impl WakerList {
+    /// Adds `w` unless a waker that wakes the same task is there.
+    pub(crate) fn register(&mut self, w: &Waker) {
+        if !self.0.iter().any(|x| x.will_wake(w)) {
+            self.0.push(w.clone());
+        }
+    }
+
+    pub(crate) fn wake_all(&mut self) {
+        for w in self.0.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Wakes every task but the current one (`current`).
+    pub(crate) fn wake_others(&mut self, current: &Waker) {
+        for w in self.0.drain(..) {
+            if !w.will_wake(current) {
+                w.wake();
+            }
+        }
+    }
+}
 
 struct Shared<S> {
     ws: Mutex<WebSocket<S>>,

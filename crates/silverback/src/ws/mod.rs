@@ -1,0 +1,463 @@
+//! `WebSocket<S>`: one connection over any `AsyncRead + AsyncWrite`.
+//!
+//! - `mod.rs`: the type and its public API;
+//! - `drive.rs`: receiving, and driving a connection to its end (every
+//!   decision about the end is the core's: `Connection::end`);
+//! - `io.rs`: reading into and writing out of the core's buffers;
+//! - `timers.rs`: keepalive, idle, write and close deadlines;
+//! - `pings.rs`: pings awaiting their Pong, round-trip times.
+
+mod drive;
+mod io;
+mod pings;
+mod timers;
+
+use std::fmt;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use futures_sink::Sink;
+use silverback_proto::{CloseCode, CloseFrame, Connection, Message, OpCode, Role};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+use crate::error::{Error, ErrorKind};
+use crate::shutdown::{ShutdownGuard, Stats};
+use crate::split::WakerList;
+use crate::Config;
+use silverback_proto::extension::deflate::{DeflateParams, PerMessageDeflate};
+
+pub use pings::PongFuture;
+use pings::Pings;
+use timers::Timers;
+
+/// A WebSocket connection over a transport `S` (a `TcpStream`, a TLS
+/// stream, hyper's `Upgraded`, or any `AsyncRead + AsyncWrite + Unpin`).
+///
+/// - [`recv`](Self::recv) returns the next data message. Pings are
+///   answered and Close frames echoed for you; when the peer closes, `recv`
+///   returns an [`Error`] for which [`Error::is_closed`] is true and that
+///   carries the peer's code and reason.
+/// - [`send`](Self::send) queues a message and writes it out (see *write
+///   coalescing* in the crate docs for when exactly).
+/// - [`close`](Self::close) runs the closing handshake.
+/// - [`split`](Self::split) gives a reader and a writer for two tasks.
+///
+/// It also implements [`Stream`] of messages and [`Sink`] of messages.
+pub struct WebSocket<S> {
+    io: S,
+    /// The protocol: every decision, including how the connection ends.
+    conn: Connection,
+    config: Config,
+    timers: Timers,
+    pings: Pings,
+    /// Tasks to wake when the connection ends (split halves).
+    finish_wakers: WakerList,
+    /// Tasks that found the transport not writable (split halves). The
+    /// transport keeps only the waker of the latest `poll_write`, so when
+    /// the reader and the writer both wait to write, the one it wakes
+    /// passes the news on to the others.
+    write_wakers: WakerList,
+    shutdown: Option<ShutdownGuard>,
+    /// The I/O error that ended the connection, handed out once as the
+    /// source of an abnormal close.
+    io_error: Option<std::io::Error>,
+    flags: Flags,
+    stats: Stats,
+    protocol: Option<String>,
+    deflate: Option<DeflateParams>,
+    opened: Instant,
+    span: tracing::Span,
+}
+
+/// What the async layer remembers beyond the core's state.
+#[derive(Debug, Default, Clone, Copy)]
+struct Flags {
+    /// A shutdown asked us to close: finish the handshake, drop data.
+    draining: bool,
+    /// The end was acted on (timers freed, waiters woken, logged).
+    ended: bool,
+    /// The end was reported by `recv`; later calls get `AlreadyClosed`.
+    reported: bool,
+}
+
+impl<S> fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("conn", &self.conn)
+            .field("protocol", &self.protocol)
+            .field("closed", &self.conn.is_over())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> WebSocket<S> {
+    pub(crate) fn set_shutdown(&mut self, guard: ShutdownGuard) {
+        self.shutdown = Some(guard);
+    }
+
+    pub(crate) fn wake_finish_waiters(&mut self) {
+        self.finish_wakers.wake_all();
+    }
+}
+
+impl<S> WebSocket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Wraps a transport on which the opening handshake is already done.
+    ///
+    /// `buffered` holds bytes read past the handshake (they belong to the
+    /// WebSocket stream and are parsed first).
+    pub fn from_raw_socket(io: S, role: Role, config: Config, buffered: &[u8]) -> Self {
+        let mut conn = Connection::with_config(role, config.proto());
+        conn.receive_data(buffered);
+        Self {
+            io,
+            conn,
+            config,
+            timers: Timers::new(),
+            pings: Pings::default(),
+            finish_wakers: WakerList::default(),
+            write_wakers: WakerList::default(),
+            shutdown: None,
+            io_error: None,
+            flags: Flags::default(),
+            stats: Stats::default(),
+            protocol: None,
+            deflate: None,
+            opened: Instant::now(),
+            span: tracing::Span::none(),
+        }
+    }
+
+    /// Installs permessage-deflate with the agreed parameters.
+    pub(crate) fn set_deflate(&mut self, params: Option<DeflateParams>) {
+        if let (Some(params), Some(cfg)) = (params, self.config.compression.as_ref()) {
+            let ext = PerMessageDeflate::new(self.conn.role(), params, cfg);
+            self.conn.set_extension(Box::new(ext));
+            self.deflate = Some(params);
+        }
+    }
+
+    /// The permessage-deflate parameters agreed in the handshake, if any.
+    pub fn compression(&self) -> Option<&DeflateParams> {
+        self.deflate.as_ref()
+    }
+
+    /// The handshake agreed on `protocol` and `deflate`: install them and
+    /// open the connection's tracing span (`target`: the path or URL).
+    pub(crate) fn opened(
+        &mut self,
+        protocol: Option<String>,
+        deflate: Option<DeflateParams>,
+        target: &str,
+    ) {
+        self.set_protocol(protocol);
+        self.set_deflate(deflate);
+        let role = match self.conn.role() {
+            Role::Server => "server",
+            Role::Client => "client",
+        };
+        let span = tracing::debug_span!(
+            "websocket",
+            role,
+            target,
+            protocol = self.protocol().unwrap_or(""),
+        );
+        span.in_scope(|| tracing::debug!("WebSocket opened"));
+        self.span = span;
+    }
+
+    /// Traffic counters: bytes and messages in and out.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// How long the connection has been open.
+    pub fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+
+    /// Replaces the automatic reply to the peer's Close frame (by default
+    /// its code, echoed). The handler gets the peer's frame (`None` for an
+    /// empty Close) and returns the frame to answer with.
+    ///
+    /// ```no_run
+    /// # async fn f(mut ws: silverback::WebSocket<tokio::net::TcpStream>) {
+    /// use silverback::{CloseCode, CloseFrame};
+    /// ws.on_close(|_peer| CloseFrame::new(CloseCode::Normal, "see you"));
+    /// # }
+    /// ```
+    pub fn on_close<F>(&mut self, handler: F)
+    where
+        F: FnMut(Option<&CloseFrame>) -> CloseFrame + Send + 'static,
+    {
+        self.conn.set_close_handler(Box::new(handler));
+    }
+
+    pub(crate) fn set_protocol(&mut self, p: Option<String>) {
+        self.protocol = p;
+    }
+
+    /// The subprotocol agreed in the handshake, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.conn.role()
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The transport, mutably. Reading or writing it directly breaks the
+    /// WebSocket stream.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+
+    /// Whether the connection has ended (the transport is closed).
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_over()
+    }
+
+    /// How the connection ended, once it has: who closed, the codes, the
+    /// cause. The same answer `recv` reports as an error.
+    pub fn end(&self) -> Option<silverback_proto::End> {
+        self.conn.end()
+    }
+
+    /// The round-trip time of the last answered ping: keepalive pings
+    /// measure it for free, and so do [`ping`](Self::ping)s.
+    pub fn last_rtt(&self) -> Option<Duration> {
+        self.pings.last_rtt()
+    }
+
+    /// Receives the next data message.
+    ///
+    /// Before waiting for input, queued output is flushed, so replies to a
+    /// batch of messages leave in one write. Returns an error when the
+    /// connection ends: [`Error::is_closed`] for a clean close (the peer's
+    /// Close was already answered and the transport closed), otherwise the
+    /// cause (peer vanished: 1006, protocol error: the code we sent, ...).
+    /// Once the end was reported, further calls fail with
+    /// [`ErrorKind::AlreadyClosed`].
+    ///
+    /// Cancel safe: a message is never lost if the future is dropped.
+    pub async fn recv(&mut self) -> Result<Message, Error> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Queues `msg` and writes it out, unless more received input is
+    /// already waiting to be handled and the write buffer is below
+    /// `write_buffer_size`: then the message leaves with the next flush
+    /// (at the latest when [`recv`](Self::recv) waits for input), together
+    /// with the other replies. Call [`flush`](Self::flush) to force it.
+    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        self.queue(&msg.into())?;
+        if self.should_flush() {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Like [`send`](Self::send), choosing compression for this message:
+    /// `true` compresses it even below the size threshold (or when it does
+    /// not shrink), `false` sends it as it is. Without negotiated
+    /// compression, the same as `send`.
+    pub async fn send_compressed(
+        &mut self,
+        msg: impl Into<Message>,
+        compress: bool,
+    ) -> Result<(), Error> {
+        self.queue_with(&msg.into(), Some(compress))?;
+        if self.should_flush() {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one fragment of a message (`OpCode::Text`/`Binary` first, then
+    /// `OpCode::Continuation`; `fin` on the last one), and flushes it.
+    pub async fn send_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        fin: bool,
+    ) -> Result<(), Error> {
+        self.check_open()?;
+        self.conn.send_fragment(opcode, payload, fin)?;
+        self.flush().await
+    }
+
+    /// Sends a Ping with `payload` (at most 125 bytes) and flushes it.
+    ///
+    /// Returns a [`PongFuture`] that resolves with the round-trip time when
+    /// the matching Pong arrives. Pongs are received by `recv`, so keep
+    /// reading (in this task after the ping, or in the reader half).
+    ///
+    /// ```no_run
+    /// # async fn f(mut ws: silverback::WebSocket<tokio::net::TcpStream>) -> Result<(), silverback::Error> {
+    /// let pong = ws.ping(b"are you there").await?;
+    /// tokio::select! {
+    ///     rtt = pong => println!("round trip: {:?}", rtt?),
+    ///     msg = ws.recv() => println!("got {:?} first", msg?),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<PongFuture, Error> {
+        let pong = self.queue_ping(payload)?;
+        self.flush().await?;
+        Ok(pong)
+    }
+
+    pub(crate) fn queue_ping(&mut self, payload: &[u8]) -> Result<PongFuture, Error> {
+        self.check_open()?;
+        self.conn.ping(payload)?;
+        Ok(self.pings.sent(payload))
+    }
+
+    /// Writes out everything queued.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_flush_out(cx)).await
+    }
+
+    /// Closes the connection: sends a Close frame with `code` and `reason`
+    /// after what was queued before it, waits for the peer's Close (up to
+    /// `close_timeout`; data messages arriving meanwhile are dropped), then
+    /// closes the transport (a client first gives the server the chance to
+    /// close TCP, as RFC 6455 §7.1.1 asks).
+    ///
+    /// Returns `Ok(())` once the closing handshake completed;
+    /// [`Timeout::CloseHandshake`] if the peer did not answer in time.
+    /// Calling it again, or after the peer closed, is fine: it returns how
+    /// the connection ended.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.start_close(code, reason)?;
+        poll_fn(|cx| self.poll_finish(cx, true)).await;
+        self.close_result()
+    }
+
+    // ----- internals shared with the split halves --------------------------
+
+    pub(crate) fn check_open(&self) -> Result<(), Error> {
+        if self.conn.is_over() || self.conn.close_sent().is_some() {
+            return Err(if self.conn.is_over() {
+                Error::new(ErrorKind::AlreadyClosed)
+            } else {
+                Error::new(ErrorKind::Closing)
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn queue(&mut self, msg: &Message) -> Result<(), Error> {
+        self.queue_with(msg, None)
+    }
+
+    pub(crate) fn queue_with(
+        &mut self,
+        msg: &Message,
+        compress: Option<bool>,
+    ) -> Result<(), Error> {
+        self.check_open()?;
+        if self.conn.output_len() > self.config.max_write_buffer_size {
+            return Err(Error::new(ErrorKind::WriteBufferFull));
+        }
+        self.conn.send_with(msg, compress)?;
+        self.stats.messages_out += 1;
+        Ok(())
+    }
+
+    /// Flush now, or leave the output to ride with the replies to input
+    /// that is already buffered?
+    pub(crate) fn should_flush(&self) -> bool {
+        self.conn.buffered_input() == 0 || self.conn.output_len() >= self.config.write_buffer_size
+    }
+
+    pub(crate) fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if self.conn.is_over() || self.conn.close_sent().is_some() {
+            return Ok(());
+        }
+        self.conn.close(code, reason)?;
+        tracing::debug!(code = %code, reason, "sent Close");
+        Ok(())
+    }
+
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    pub(crate) fn register_finish_waker(&mut self, w: &std::task::Waker) {
+        self.finish_wakers.register(w);
+    }
+
+    /// Splits into a reader and a writer that can be used from two tasks.
+    ///
+    /// The writer's [`close`](crate::WsWriter::close) lets the reader do the
+    /// reading while it waits for the peer's Close (so the reader still
+    /// gets every message sent before it); once the reader half is
+    /// dropped, the writer reads by itself.
+    pub fn split(self) -> (crate::WsReader<S>, crate::WsWriter<S>) {
+        crate::split::split(self)
+    }
+}
+
+impl<S> Stream for WebSocket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    type Item = Result<Message, Error>;
+
+    /// Yields messages; ends (`None`) after a clean close, after yielding
+    /// the error of an abnormal one.
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match ready!(self.poll_recv(cx)) {
+            Ok(m) => Poll::Ready(Some(Ok(m))),
+            Err(e) if e.is_closed() => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+}
+
+impl<S> Sink<Message> for WebSocket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    type Error = Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.conn.output_len() >= self.config.write_buffer_size {
+            ready!(self.poll_flush_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.queue(&item)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_flush_out(cx)
+    }
+
+    /// Runs the closing handshake with 1000 (Normal).
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.start_close(CloseCode::Normal, "")?;
+        ready!(self.poll_finish(cx, true));
+        Poll::Ready(self.close_result())
+    }
+}
