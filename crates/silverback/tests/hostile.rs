@@ -412,7 +412,7 @@ async fn a_peer_that_never_reads_does_not_hold_up_the_others() {
     let watch = RssWatch::start();
     let start = Instant::now();
     // First: the one that never reads; the server sends until it fails.
-    let (mut ws, _never_reads) = testing::raw_peer_with_buffer(Role::Server, config.clone(), PIPE);
+    let (mut ws, _never_reads) = testing::raw_peer_with_buffer(Role::Server, config, PIPE);
     let sender = tokio::spawn(async move {
         let msg = Message::binary(vec![0x5a; MSG]);
         let mut sent = 0u64;

@@ -1034,7 +1034,7 @@ mod timers {
             let (servers, mut ends) = servers();
             let mut clients = Vec::new();
             for _ in 0..GOOD {
-                let (mut client, server) = testing::pair(Config::default(), config.clone());
+                let (mut client, server) = testing::pair(Config::default(), config);
                 servers.spawn(server);
                 clients.push(tokio::spawn(
                     async move { client.recv().await.unwrap_err() },
@@ -1042,7 +1042,7 @@ mod timers {
             }
             let mut silent = Vec::new();
             for _ in 0..SILENT {
-                let (server, peer) = testing::raw_peer(Role::Server, config.clone());
+                let (server, peer) = testing::raw_peer(Role::Server, config);
                 servers.spawn(server);
                 silent.push(peer);
             }
@@ -1095,6 +1095,77 @@ mod timers {
                 }
             }
             assert_eq!((clean, timed_out), (GOOD, SILENT), "{what}");
+        }
+    }
+
+    /// The deadline also ends a connection whose peer reads nothing (its
+    /// output, then our 1001, cannot leave): at the deadline it is closed
+    /// at once, counted as forced, and its `recv` (or, split, the reader's
+    /// `recv` and the writer's blocked `send`) returns then, not at its own
+    /// (longer) close timeout. Without write timeout, so only the deadline
+    /// can end it.
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_deadline_force_closes_a_peer_that_never_reads() {
+        const DEADLINE: Duration = Duration::from_secs(4);
+        for split in [false, true] {
+            let config = Config::default()
+                .close_timeout(Duration::from_secs(60))
+                .write_timeout(None);
+            // A 1 KiB pipe: a 4 KiB message fills it.
+            let (mut ws, peer) = testing::raw_peer_with_buffer(Role::Server, config, 1024);
+            let shutdown = Shutdown::new();
+            shutdown.track(&mut ws);
+            let start = Instant::now();
+            let msg = Message::binary(vec![7; 4096]);
+            let mut ends = Vec::new();
+            if split {
+                let (mut rx, mut tx) = ws.split();
+                ends.push(tokio::spawn(async move {
+                    let end = rx.recv().await.unwrap_err();
+                    (end, Instant::now())
+                }));
+                ends.push(tokio::spawn(async move {
+                    let end = loop {
+                        if let Err(e) = tx.send(msg.clone()).await {
+                            break e;
+                        }
+                    };
+                    (end, Instant::now())
+                }));
+            } else {
+                // Queued, written out (in part) by recv before it waits.
+                within(ws.feed(msg)).await.unwrap();
+                ends.push(tokio::spawn(async move {
+                    let end = ws.recv().await.unwrap_err();
+                    (end, Instant::now())
+                }));
+            }
+            tokio::task::yield_now().await;
+
+            let report = within(shutdown.shutdown(DEADLINE)).await;
+            assert_eq!(
+                (report.open_at_start, report.closed_cleanly, report.forced),
+                (1, 0, 1),
+                "split: {split}: {report}"
+            );
+            for end in ends {
+                // Bounded by its close timeout (not `within`: the failure
+                // shows when it ended).
+                let (err, at) = tokio::time::timeout(Duration::from_secs(120), end)
+                    .await
+                    .expect("ended by its close timeout at the latest")
+                    .unwrap();
+                assert!(
+                    matches!(
+                        err.kind(),
+                        ErrorKind::Timeout(Timeout::CloseHandshake) | ErrorKind::AlreadyClosed
+                    ),
+                    "split: {split}: {err:?}"
+                );
+                assert_eq!(at - start, DEADLINE, "split: {split}: ended late ({err:?})");
+            }
+            assert_eq!(report.elapsed, DEADLINE, "split: {split}: {report}");
+            drop(peer);
         }
     }
 }
