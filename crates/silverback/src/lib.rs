@@ -168,6 +168,10 @@
 //! (30 s without progress), and queued output by
 //! [`Config::max_write_buffer_size`].
 //!
+//! [`testing`] connects a pair in memory, or one of ours to a hand-driven
+//! peer, to test timeouts, keepalive and shutdown deadlines on tokio's
+//! paused clock, in virtual time.
+//!
 //! ## Compression
 //! permessage-deflate (RFC 7692) is negotiated when
 //! [`Config::compression`] is set, on both sides, with every parameter
@@ -195,6 +199,7 @@ mod server;
 mod shutdown;
 mod split;
 mod stream;
+pub mod testing;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod ws;

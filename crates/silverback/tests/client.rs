@@ -5,7 +5,11 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
+
 use silverback::{CloseCode, Config, Dialer, ErrorKind, Message, OpCode};
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
 
 #[tokio::test]
 async fn request_headers_and_masked_frames() {
@@ -160,21 +164,33 @@ async fn unoffered_subprotocol_is_a_handshake_error() {
     assert!(err.is_handshake(), "{err:?}");
 }
 
-#[tokio::test]
+/// A server that reads the request and never answers: the handshake fails
+/// with a handshake timeout exactly `handshake_timeout` later, and the
+/// client gives up the transport (in memory, on the paused clock).
+#[tokio::test(start_paused = true)]
 async fn silent_server_is_a_handshake_timeout() {
-    let (addr, _server) = spawn_accept(|stream| async move {
-        let mut s = RawPeer::new(stream);
-        s.read_request_head().await;
-        // Never answers; keeps the connection until the client gives up.
-        s.expect_eof().await;
-    })
-    .await;
-    let dialer = Dialer::new().config(Config::default().handshake_timeout(SHORT));
-    let err = within(dialer.connect(&format!("ws://{addr}/")))
-        .await
-        .unwrap_err();
+    const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(4);
+    let (ours, mut server) = tokio::io::duplex(64 * 1024);
+    let dialer = Dialer::new().config(Config::default().handshake_timeout(HANDSHAKE_TIMEOUT));
+    let start = Instant::now();
+    let client = tokio::spawn(async move {
+        dialer
+            .handshake(ours, "ws://example.com/chat")
+            .await
+            .map(drop)
+    });
+    // The whole request head arrives; it is never answered.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(within(server.read_buf(&mut head)).await.unwrap() > 0);
+    }
+    assert!(head.starts_with(b"GET /chat HTTP/1.1\r\n"));
+    let err = within(client).await.unwrap().unwrap_err();
+    assert_eq!(start.elapsed(), HANDSHAKE_TIMEOUT);
     assert!(err.is_timeout(), "{err:?}");
     assert!(err.is_handshake(), "{err:?}");
+    // The client let go of the transport.
+    assert_eq!(within(server.read(&mut [0; 1])).await.unwrap(), 0);
 }
 
 #[tokio::test]

@@ -1,11 +1,12 @@
-//! The closing handshake in every direction and for both roles, abnormal
-//! ends and close timeouts.
+//! The closing handshake in every direction and for both roles, and
+//! abnormal ends. Close timeouts are tested in memory on the paused clock
+//! (lifecycle.rs, `timers`).
 #![allow(missing_docs)]
 
 mod common;
 
 use common::*;
-use silverback::{CloseCode, Config, Dialer, Error, ErrorKind, Message, OpCode, Upgrader};
+use silverback::{CloseCode, Dialer, Error, ErrorKind, Message, OpCode, Upgrader};
 use tokio::io::AsyncWriteExt;
 
 fn assert_send_refused(err: &Error) {
@@ -195,95 +196,6 @@ async fn client_sees_abnormal_close_when_server_drops_tcp() {
     let err = within(ws.recv()).await.unwrap_err();
     assert_eq!(err.close_code(), Some(CloseCode::Abnormal), "{err:?}");
     assert!(err.is_unexpected_close(&[CloseCode::Normal, CloseCode::GoingAway]));
-}
-
-#[tokio::test]
-async fn server_close_times_out_when_the_client_never_answers() {
-    let (url, server) = spawn_server(Upgrader::new().close_timeout(SHORT), |mut ws| async move {
-        let res = ws.close(CloseCode::Normal, "").await;
-        (res, ws)
-    })
-    .await;
-    let mut c = RawPeer::handshake(addr_of(&url)).await;
-    // Read the Close but never answer it.
-    assert_eq!(c.read_close().await.close_code(), Some(1000));
-    let (res, ws) = within(server).await.unwrap();
-    let err = res.unwrap_err();
-    assert!(err.is_timeout(), "{err:?}");
-    assert!(matches!(
-        err.kind(),
-        ErrorKind::Timeout(silverback::Timeout::CloseHandshake)
-    ));
-    assert!(ws.is_closed());
-    // The server closed TCP after giving up.
-    c.expect_eof().await;
-}
-
-#[tokio::test]
-async fn server_close_times_out_even_if_data_keeps_coming() {
-    // The client ignores the Close it received and sends data instead:
-    // data after our Close is dropped, and does not extend the wait.
-    let (url, server) = spawn_server(Upgrader::new().close_timeout(SHORT), |mut ws| async move {
-        let res = ws.close(CloseCode::Normal, "").await;
-        let after = ws.recv().await.unwrap_err();
-        (res, after)
-    })
-    .await;
-    let mut c = RawPeer::handshake(addr_of(&url)).await;
-    assert_eq!(c.read_close().await.close_code(), Some(1000));
-    c.send(OpCode::Text, true, b"ignored").await;
-    let (res, after) = within(server).await.unwrap();
-    assert!(res.unwrap_err().is_timeout());
-    // recv after the end reports it (once), without hanging.
-    assert!(after.is_timeout() || after.is_closed(), "{after:?}");
-}
-
-#[tokio::test]
-async fn client_close_times_out_when_the_server_never_answers() {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (url, server) = spawn_raw_server(Vec::new(), |mut s| async move {
-        let close = s.read_close().await;
-        // Hold the connection open without answering until the test is done.
-        let _ = rx.await;
-        close
-    })
-    .await;
-    let dialer = Dialer::new().config(Config::default().close_timeout(SHORT));
-    let (mut ws, _) = within(dialer.connect(&url)).await.unwrap();
-    let err = within(ws.close(CloseCode::Normal, "bye"))
-        .await
-        .unwrap_err();
-    assert!(err.is_timeout(), "{err:?}");
-    assert!(ws.is_closed());
-    tx.send(()).unwrap();
-    let close = within(server).await.unwrap();
-    assert!(close.masked);
-    assert_eq!(close.close_code(), Some(1000));
-    assert_eq!(close.close_reason(), "bye");
-}
-
-#[tokio::test]
-async fn client_close_completes_when_server_answers_but_keeps_tcp_open() {
-    // RFC 6455 §7.1.1: the client waits for the server to close TCP, but
-    // only up to the close timeout; the handshake itself was complete.
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (url, server) = spawn_raw_server(Vec::new(), |mut s| async move {
-        let close = s.read_close().await;
-        s.write(&server_frame(OpCode::Close, true, &close.payload))
-            .await;
-        // The client closes TCP after the timeout.
-        s.expect_eof().await;
-        let _ = rx.await;
-    })
-    .await;
-    let dialer = Dialer::new().config(Config::default().close_timeout(SHORT));
-    let (mut ws, _) = within(dialer.connect(&url)).await.unwrap();
-    within(ws.close(CloseCode::from(3000), "done"))
-        .await
-        .unwrap();
-    assert!(ws.is_closed());
-    tx.send(()).unwrap();
-    within(server).await.unwrap();
 }
 
 #[tokio::test]

@@ -1,10 +1,11 @@
 #![allow(missing_docs)]
 //! Hostile peers over real sockets: oversized and overlong request heads,
-//! a message cut into a million one-byte fragments, a flood of Pings, a
-//! peer that never reads while the server sends. Each test is bounded in
+//! a message cut into a million one-byte fragments, a flood of Pings; and
+//! in memory on the paused clock (its write timeout), a peer that never
+//! reads while the server sends. Each test is bounded in
 //! time; where memory is at stake the process RSS growth is asserted
 //! (against the configured limits, generously: tests of one binary may run
-//! in parallel threads), never a duration.
+//! in parallel threads), never a wall-clock duration.
 //!
 //! Beyond protocol.rs (frame and message limits, the 2^62 header),
 //! server.rs (malformed requests, handshake timeout) and lifecycle.rs
@@ -19,8 +20,9 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use common::*;
 use silverback::proto::frame::{decode_header, Decoded};
-use silverback::{CloseCode, Config, Dialer, ErrorKind, Message, OpCode, Timeout, Upgrader};
+use silverback::{testing, CloseCode, Config, ErrorKind, Message, OpCode, Role, Timeout, Upgrader};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
 
 /// Bound on the tests that move megabytes through a debug build.
 const LONG: Duration = Duration::from_secs(120);
@@ -393,73 +395,61 @@ async fn ping_flood_from_a_reading_peer_is_answered_pong_for_ping() {
 
 /// One server, two clients: the first never reads while the server sends
 /// it 64 KiB messages; the second is echoed meanwhile. The sends to the
-/// first fail with `Timeout::Write` once its buffers are full, without
-/// holding up the second, and the server's memory stays bounded by
-/// `max_write_buffer_size`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// first fail with `Timeout::Write` once its pipe is full, exactly
+/// `write_timeout` later, without holding up the second (served at once,
+/// while the first's send is pending), and the server's memory stays
+/// bounded by `max_write_buffer_size`. In memory, on the paused clock.
+#[tokio::test(start_paused = true)]
 async fn a_peer_that_never_reads_does_not_hold_up_the_others() {
     const MSG: usize = 64 * 1024;
     const MAX_WRITE_BUFFER: usize = 1 << 20;
-    // Long enough that the second client is served while the first's send
-    // is still pending.
+    /// What the peer's side holds unread, like a socket's buffers.
+    const PIPE: usize = 1 << 20;
     const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
     let config = Config::default()
         .write_timeout(Some(WRITE_TIMEOUT))
         .max_write_buffer_size(MAX_WRITE_BUFFER);
-    let upgrader = Upgrader::new().config(config);
-    let (listener, addr) = listen().await;
-    let url = format!("ws://{addr}/ws");
-    let (sink_tx, sink_rx) = tokio::sync::oneshot::channel();
-    let accept = tokio::spawn(async move {
-        // First: the one that never reads; the server sends until it fails.
-        let (stream, _) = listener.accept().await.unwrap();
-        let mut ws = upgrader.upgrade(stream).await.unwrap();
-        let sender = tokio::spawn(async move {
-            let msg = Message::binary(vec![0x5a; MSG]);
-            let mut sent = 0u64;
-            let err = loop {
-                match ws.send(msg.clone()).await {
-                    Ok(()) => sent += 1,
-                    Err(e) => break e,
-                }
-            };
-            (err, sent, ws)
-        });
-        let _ = sink_tx.send(sender);
-        // Then: echo.
-        let (stream, _) = listener.accept().await.unwrap();
-        let ws = upgrader.upgrade(stream).await.unwrap();
-        echo(ws).await
-    });
     let watch = RssWatch::start();
-    let _never_reads = RawPeer::handshake(addr).await;
-    let sender = within(sink_rx).await.unwrap();
-
-    let mut ws = dial(&Dialer::new(), &url).await;
+    let start = Instant::now();
+    // First: the one that never reads; the server sends until it fails.
+    let (mut ws, _never_reads) = testing::raw_peer_with_buffer(Role::Server, config, PIPE);
+    let sender = tokio::spawn(async move {
+        let msg = Message::binary(vec![0x5a; MSG]);
+        let mut sent = 0u64;
+        let err = loop {
+            match ws.send(msg.clone()).await {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+        };
+        (err, sent, ws, Instant::now())
+    });
+    // Then: echo.
+    let (mut client, server) = testing::pair(Config::default(), config);
+    let echoing = tokio::spawn(echo(server));
     for i in 0..50 {
         let msg = Message::binary(vec![i as u8; 10_000]);
-        within(ws.send(msg.clone())).await.unwrap();
-        assert_eq!(within(ws.recv()).await.unwrap(), msg);
+        within(client.send(msg.clone())).await.unwrap();
+        assert_eq!(within(client.recv()).await.unwrap(), msg);
     }
+    assert_eq!(start.elapsed(), Duration::ZERO, "the second client waited");
     assert!(
         !sender.is_finished(),
         "the second client was served while the first's send was pending"
     );
-    within(ws.close(CloseCode::Normal, "")).await.unwrap();
+    within(client.close(CloseCode::Normal, "")).await.unwrap();
 
-    let (err, sent, ws) = within(sender).await.unwrap();
+    let (err, sent, ws, failed_at) = within(sender).await.unwrap();
     assert!(
-        matches!(
-            err.kind(),
-            ErrorKind::Timeout(Timeout::Write) | ErrorKind::WriteBufferFull
-        ),
+        matches!(err.kind(), ErrorKind::Timeout(Timeout::Write)),
         "{err:?}"
     );
-    assert!(sent > 0, "the first messages fit in the socket buffers");
+    assert_eq!(failed_at - start, WRITE_TIMEOUT);
+    assert_eq!(sent, (PIPE / (MSG + 10)) as u64, "the pipe took what fits");
     assert!(ws.is_closed());
-    let (echo_end, _) = within(accept).await.unwrap();
+    let (echo_end, _) = within(echoing).await.unwrap();
     assert!(echo_end.is_closed(), "{echo_end:?}");
-    // The unread data sits in the library's buffer (bounded) and the two
-    // sockets' buffers (a few MiB on loopback).
+    // The unread data sits in the library's buffer (bounded) and the
+    // pipe's.
     watch.assert_growth_below(4 * MAX_WRITE_BUFFER as u64 + 64 * MIB, "never-reading peer");
 }

@@ -6,7 +6,11 @@ mod common;
 
 use common::*;
 use silverback::proto::http::{Response, StatusCode};
+use std::time::Duration;
+
 use silverback::{CloseCode, Dialer, Error, ErrorKind, Message, OpCode, Upgrader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
 
 /// Sends `request` to a server running `upgrader.upgrade`; returns what the
 /// server's upgrade returned and the raw response.
@@ -301,24 +305,26 @@ async fn eager_bytes_are_kept_by_incoming_too() {
     assert_eq!(b, Message::binary(vec![2; 300]));
 }
 
-#[tokio::test]
+/// Half a request head, then nothing: the upgrade fails with a handshake
+/// timeout exactly `handshake_timeout` after it began, without a
+/// response, and the server lets go of the transport (in memory, on the
+/// paused clock).
+#[tokio::test(start_paused = true)]
 async fn handshake_timeout_on_a_half_request() {
-    let (addr, server) = spawn_accept(|stream| async move {
-        Upgrader::new()
-            .handshake_timeout(SHORT)
-            .upgrade(stream)
-            .await
-            .map(drop)
-    })
-    .await;
-    let mut c = RawPeer::connect(addr).await;
-    c.write(b"GET /ws HTTP/1.1\r\nHost: example.com\r\nUpgr")
-        .await;
+    const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(4);
+    let (ours, mut client) = tokio::io::duplex(64 * 1024);
+    let upgrader = Upgrader::new().handshake_timeout(HANDSHAKE_TIMEOUT);
+    let start = Instant::now();
+    let server = tokio::spawn(async move { upgrader.upgrade(ours).await.map(drop) });
+    within(client.write_all(b"GET /ws HTTP/1.1\r\nHost: example.com\r\nUpgr"))
+        .await
+        .unwrap();
     let err = within(server).await.unwrap().unwrap_err();
+    assert_eq!(start.elapsed(), HANDSHAKE_TIMEOUT);
     assert!(err.is_timeout(), "{err:?}");
     assert!(err.is_handshake(), "{err:?}");
-    // The server gave up on the connection.
-    c.expect_eof().await;
+    // The server gave up on the connection, without a response.
+    assert_eq!(within(client.read(&mut [0; 1])).await.unwrap(), 0);
 }
 
 #[tokio::test]

@@ -6,11 +6,13 @@ mod common;
 
 use std::future::{poll_fn, Future};
 use std::task::Poll;
+use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use silverback::{CloseCode, Dialer, Message, OpCode, Upgrader};
+use silverback::{testing, CloseCode, Config, Dialer, Message, OpCode, Role, Upgrader};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reader_and_writer_in_two_tasks() {
@@ -339,51 +341,52 @@ async fn writer_send_is_not_held_back_by_input_the_reader_has_not_taken() {
     assert!(end.is_closed());
 }
 
-/// The writer's close times out (the peer never answers, and keeps TCP
-/// open): the reader, parked in recv or in the Stream's next, is woken and
-/// told.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The writer's close times out (the peer never answers, and keeps its
+/// end open): the reader, parked in recv or in the Stream's next, is woken
+/// and told, at the very instant of the timeout (in memory, on the paused
+/// clock: a reader left parked would only wake at its keepalive, 20 s
+/// later).
+#[tokio::test(start_paused = true)]
 async fn writer_close_timeout_wakes_the_parked_reader() {
+    const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
     for use_stream in [false, true] {
+        let config = Config::default().close_timeout(CLOSE_TIMEOUT);
+        let (ws, mut peer) = testing::raw_peer(Role::Server, config);
+        let (mut rx, mut tx) = ws.split();
         let (parked_tx, parked_rx) = oneshot::channel();
-        let upgrader = Upgrader::new().close_timeout(SHORT);
-        let (url, server) = spawn_server(upgrader, move |ws| async move {
-            let (mut rx, mut tx) = ws.split();
-            let reader = tokio::spawn(async move {
-                let res = if use_stream {
-                    let next = rx.next();
-                    tokio::pin!(next);
-                    let pending =
-                        poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx).is_pending())).await;
-                    assert!(pending);
-                    parked_tx.send(()).unwrap();
-                    next.await.expect("an error, not the end of the stream")
-                } else {
-                    let next = rx.recv();
-                    tokio::pin!(next);
-                    let pending =
-                        poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx).is_pending())).await;
-                    assert!(pending);
-                    parked_tx.send(()).unwrap();
-                    next.await
-                };
-                res.unwrap_err()
-            });
-            parked_rx.await.unwrap();
-            let closed = tx.close(CloseCode::Normal, "").await;
-            (closed, reader.await.unwrap())
-        })
-        .await;
-        let mut c = RawPeer::handshake(addr_of(&url)).await;
-        assert_eq!(c.read_close().await.close_code(), Some(1000));
-        // Never answer; keep the connection open until the server is done.
-        let (closed, reader_err) = within(server).await.unwrap();
+        let reader = tokio::spawn(async move {
+            let res = if use_stream {
+                let next = rx.next();
+                tokio::pin!(next);
+                let pending = poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx).is_pending())).await;
+                assert!(pending);
+                parked_tx.send(()).unwrap();
+                next.await.expect("an error, not the end of the stream")
+            } else {
+                let next = rx.recv();
+                tokio::pin!(next);
+                let pending = poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx).is_pending())).await;
+                assert!(pending);
+                parked_tx.send(()).unwrap();
+                next.await
+            };
+            (res.unwrap_err(), Instant::now())
+        });
+        within(parked_rx).await.unwrap();
+        let start = Instant::now();
+        let closed = within(tx.close(CloseCode::Normal, "")).await;
+        assert_eq!(start.elapsed(), CLOSE_TIMEOUT);
         assert!(closed.unwrap_err().is_timeout());
+        let (reader_err, woken) = within(reader).await.unwrap();
         assert!(
             reader_err.is_timeout(),
             "stream: {use_stream}: {reader_err:?}"
         );
-        c.expect_eof().await;
+        assert_eq!(woken - start, CLOSE_TIMEOUT, "stream: {use_stream}");
+        // The Close, never answered, then the end of stream.
+        let close = peer.read_frame().await.unwrap().unwrap();
+        assert_eq!(close.opcode, OpCode::Close);
+        assert!(peer.read_frame().await.unwrap().is_none());
     }
 }
 

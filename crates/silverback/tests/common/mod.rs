@@ -35,9 +35,6 @@ pub mod pki;
 /// hang fails instead of blocking the suite.
 pub const LIMIT: Duration = Duration::from_secs(10);
 
-/// A short close/handshake timeout for tests that exercise timeouts.
-pub const SHORT: Duration = Duration::from_millis(200);
-
 /// The sample key of RFC 6455 §1.3.
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
