@@ -51,6 +51,12 @@ pub struct ConnectArgs {
     /// Seconds allowed for connecting and the handshake.
     #[arg(long, default_value_t = 10.0)]
     pub handshake_timeout: f64,
+    /// Follow up to N redirects (0: a redirect is an error). A redirect to
+    /// another origin (scheme, host or port) does not get the
+    /// Authorization, Cookie and Proxy-Authorization headers; one from
+    /// wss:// to ws:// is refused.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub follow_redirects: usize,
 }
 
 pub fn run(args: ConnectArgs) -> anyhow::Result<i32> {
@@ -72,6 +78,7 @@ fn dialer(args: &ConnectArgs) -> anyhow::Result<Dialer> {
         Duration::try_from_secs_f64(args.handshake_timeout).context("--handshake-timeout")?;
     let mut dialer = Dialer::new()
         .handshake_timeout(timeout)
+        .follow_redirects(args.follow_redirects)
         .subprotocols(args.subprotocols.iter().cloned());
     for h in &args.headers {
         let Some((name, value)) = h.split_once(':') else {
@@ -111,6 +118,9 @@ async fn connect(args: ConnectArgs) -> anyhow::Result<i32> {
             if let Some(resp) = e.http_response() {
                 for (k, v) in resp.headers() {
                     eprintln!("  {k}: {}", v.to_str().unwrap_or("<binary>"));
+                }
+                if resp.status().is_redirection() && args.follow_redirects == 0 {
+                    eprintln!("(--follow-redirects N follows redirects)");
                 }
             }
             return Ok(1);

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use common::client_side::{python_peer, run_connect, PeerServer, Ran, StdinEnd, TlsFiles};
 use common::Server;
 use silverback::{CloseCode, Message, Upgrader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -239,4 +240,154 @@ async fn server_closing_with_4001_is_exit_1() {
         .line_starting_with("closed code=4001")
         .await
         .starts_with("closed code=4001"));
+}
+
+/// A raw TCP server for one connection: reads the upgrade request head,
+/// answers `302 Found` with `Location: location`, and waits for the client
+/// to hang up. Yields the request head, header names in lower case.
+async fn redirector(location: String) -> (String, JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let serve = async {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut chunk = [0u8; 4096];
+                let n = tcp.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "end of stream inside the request head");
+                head.extend_from_slice(&chunk[..n]);
+            }
+            let resp =
+                format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
+            tcp.write_all(resp.as_bytes()).await.unwrap();
+            let _ = tcp.read_to_end(&mut Vec::new()).await;
+            String::from_utf8(head).unwrap()
+        };
+        tokio::time::timeout(common::IO_TIMEOUT, serve)
+            .await
+            .expect("the client hung up")
+    });
+    (format!("ws://{addr}/old"), task)
+}
+
+#[tokio::test]
+async fn follow_redirects_drops_credentials_on_another_origin() {
+    let args = |url: &str, n: &'static str| -> Vec<String> {
+        [
+            "--follow-redirects",
+            n,
+            "-H",
+            "Authorization: Bearer t0ken",
+            "-H",
+            "Cookie: session=abc",
+            "-H",
+            "X-Test: v",
+            "--subprotocol",
+            "b",
+            url,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+
+    // Default (0): the redirect is the error, with its Location and a hint.
+    let (url, redirector_done) = redirector("ws://127.0.0.1:9/new".to_owned()).await;
+    let plain_args = ["-H", "X-Test: v", &url];
+    let ran = run_connect(&plain_args, b"", StdinEnd::Close).await;
+    assert_eq!(ran.status.code(), Some(1), "{}", ran.output());
+    assert!(
+        ran.stderr
+            .contains("connect failed: server answered 302 Found"),
+        "{}",
+        ran.output()
+    );
+    assert!(
+        ran.stderr.contains("location: ws://127.0.0.1:9/new"),
+        "{}",
+        ran.output()
+    );
+    assert!(
+        ran.stderr.contains("--follow-redirects N"),
+        "{}",
+        ran.output()
+    );
+    within_io(redirector_done).await;
+
+    // Followed to a server on another port: the credentials stay behind.
+    let (target, server) = recording_server().await;
+    let (url, redirector_done) = redirector(target).await;
+    let owned = args(&url, "1");
+    let argv: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let ran = run_connect(&argv, b"hi\n", StdinEnd::Close).await;
+    assert_clean_close_by_us(&ran);
+    assert_eq!(ran.stdout_text(), "hi\n", "{}", ran.output());
+    assert!(ran.stderr.contains("(subprotocol b)"), "{}", ran.output());
+    let first = within_io(redirector_done).await.to_ascii_lowercase();
+    assert!(first.contains("authorization: bearer t0ken"), "{first}");
+    assert!(first.contains("cookie: session=abc"), "{first}");
+    let headers = within_io(server).await;
+    assert!(headers.get("authorization").is_none(), "{headers:?}");
+    assert!(headers.get("cookie").is_none(), "{headers:?}");
+    assert_eq!(headers["x-test"], "v");
+    assert_eq!(headers["sec-websocket-protocol"], "b");
+}
+
+#[tokio::test]
+async fn follow_redirects_keeps_credentials_on_the_same_origin() {
+    // The same host and port: a first connection redirected with a
+    // relative Location, the second upgraded.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let upgrader = Upgrader::new().check_origin(|_| true);
+        let (tcp, _) = listener.accept().await.unwrap();
+        let incoming = upgrader.read_request(tcp).await.unwrap();
+        let first = incoming.request().clone();
+        let moved = silverback::proto::http::Response::builder()
+            .status(307)
+            .header("location", "/new")
+            .body("moved")
+            .unwrap();
+        incoming.respond(moved).await.unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        let incoming = upgrader.read_request(tcp).await.unwrap();
+        let second = incoming.request().clone();
+        let mut ws = incoming.upgrade(&upgrader).await.unwrap();
+        while let Ok(msg) = ws.recv().await {
+            if ws.send(msg).await.is_err() {
+                break;
+            }
+        }
+        (first, second)
+    });
+    let url = format!("ws://{addr}/old");
+    let ran = run_connect(
+        &[
+            "--follow-redirects",
+            "1",
+            "-H",
+            "Authorization: Bearer t0ken",
+            &url,
+        ],
+        b"hi\n",
+        StdinEnd::Close,
+    )
+    .await;
+    assert_clean_close_by_us(&ran);
+    assert_eq!(ran.stdout_text(), "hi\n", "{}", ran.output());
+    let (first, second) = within_io(server).await;
+    assert_eq!(first.uri(), "/old");
+    assert_eq!(second.uri(), "/new");
+    for req in [&first, &second] {
+        assert_eq!(req.headers()["authorization"], "Bearer t0ken", "{req:?}");
+    }
+}
+
+/// Awaits a server task within [`common::IO_TIMEOUT`].
+async fn within_io<T>(task: JoinHandle<T>) -> T {
+    tokio::time::timeout(common::IO_TIMEOUT, task)
+        .await
+        .expect("server task done")
+        .expect("server task panicked")
 }

@@ -2,6 +2,7 @@
 //! directly or through a proxy, or runs the handshake over a transport you
 //! connected yourself.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -26,6 +27,14 @@ pub type ClientStream = MaybeTlsStream<TcpStream>;
 
 /// Largest error body kept from a refused handshake.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Request headers set with [`Dialer::header`] that are credentials: not
+/// sent again after a redirect to another origin.
+const CREDENTIAL_HEADERS: [HeaderName; 3] = [
+    http::header::AUTHORIZATION,
+    http::header::COOKIE,
+    http::header::PROXY_AUTHORIZATION,
+];
 
 #[derive(Debug, Clone, Default)]
 enum ProxyMode {
@@ -85,7 +94,8 @@ impl Dialer {
     }
 
     /// See [`Config::handshake_timeout`]: bounds dialing, proxy, TLS and
-    /// the HTTP upgrade together.
+    /// the HTTP upgrade together (for each hop when redirects are
+    /// followed).
     pub fn handshake_timeout(mut self, d: Duration) -> Self {
         self.config = self.config.handshake_timeout(d);
         self
@@ -152,9 +162,53 @@ impl Dialer {
         self
     }
 
-    /// Follows up to `n` HTTP redirects (3xx with `Location`) answered to
-    /// the upgrade request (default 0: a redirect is an
-    /// [`ErrorKind::HttpStatus`] error).
+    /// Follows up to `n` HTTP redirects answered to the upgrade request
+    /// (default 0: a redirect is an [`ErrorKind::HttpStatus`] error).
+    ///
+    /// A redirect is a `301`, `302`, `303`, `307` or `308` response with a
+    /// `Location` header. `Location` may be absolute (`ws://`, `wss://`,
+    /// or `http://`/`https://`, which stand for `ws://`/`wss://`) or
+    /// relative (`//host/path`, `/path`, `path`, `../path`, `?query`),
+    /// resolved against the URL that was redirected (RFC 3986 §5.2); its
+    /// fragment is ignored. A `Location` that cannot be followed (another
+    /// scheme, user info such as `ws://user:pass@host/`, not a valid URL)
+    /// leaves the redirect as the [`ErrorKind::HttpStatus`] error, as does
+    /// the redirect after the `n`th. Each hop gets its own
+    /// [`handshake_timeout`](Self::handshake_timeout).
+    ///
+    /// What a redirect may not do:
+    /// - **Carry credentials to another origin.** The `Authorization`,
+    ///   `Cookie` and `Proxy-Authorization` headers set with
+    ///   [`header`](Self::header) are sent to the URL given to
+    ///   [`connect`](Self::connect) and to redirects that stay on its
+    ///   origin, and to no other: once a redirect leaves the origin they
+    ///   are dropped for every later hop, even one that comes back. The
+    ///   origin is the scheme, the host and the port (the default port
+    ///   filled in, the host compared without regard to case), so a change
+    ///   of any of them counts. curl (since 7.83) also strips credentials
+    ///   when the port or scheme changes, browsers compare whole origins;
+    ///   a server on another port of the same host is not necessarily the
+    ///   same party, and stripping too often only costs a refused
+    ///   handshake, while stripping too rarely leaks a secret. Other
+    ///   headers (e.g. `X-Custom`), [`origin`](Self::origin) and the
+    ///   [`subprotocols`](Self::subprotocols) are sent on every hop.
+    /// - **Downgrade TLS.** A redirect from `wss://` to `ws://` is refused
+    ///   with an [`ErrorKind::InvalidUrl`] error naming both URLs; nothing
+    ///   is sent to the `ws://` URL.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), silverback::Error> {
+    /// use silverback::Dialer;
+    /// // Sent to ws.example.com only: a redirect to ws2.example.com gets
+    /// // no Authorization header, X-Client on every hop.
+    /// let (ws, _response) = Dialer::new()
+    ///     .header("authorization", "Bearer token")
+    ///     .header("x-client", "demo")
+    ///     .follow_redirects(3)
+    ///     .connect("wss://ws.example.com/chat")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn follow_redirects(mut self, n: usize) -> Self {
         self.max_redirects = n;
         self
@@ -170,36 +224,74 @@ impl Dialer {
 
     /// Dials `url` (`ws://` or `wss://`, IPv6 literals in brackets) and runs
     /// the handshake, all within the handshake timeout. Returns the
-    /// connection and the server's `101` response.
+    /// connection and the server's `101` response. Redirects are followed
+    /// only when asked, and never with credentials to another origin nor
+    /// from `wss://` to `ws://`: see
+    /// [`follow_redirects`](Self::follow_redirects).
     pub async fn connect(
         &self,
         url: &str,
     ) -> Result<(WebSocket<ClientStream>, Response<()>), Error> {
         let mut url = url.to_owned();
         let mut redirects = 0;
+        // Whether the Authorization/Cookie/Proxy-Authorization headers are
+        // still sent: until a redirect leaves the origin of `url`.
+        let mut same_origin = true;
         loop {
-            let attempt =
-                tokio::time::timeout(self.config.handshake_timeout, self.connect_once(&url));
+            let headers = self.request_headers(same_origin);
+            let attempt = tokio::time::timeout(
+                self.config.handshake_timeout,
+                self.connect_once(&url, &headers),
+            );
             let result = attempt
                 .await
                 .map_err(|_| Error::new(ErrorKind::Timeout(Timeout::Handshake)))?;
-            match result {
-                Err(e) if redirects < self.max_redirects => match redirect_target(&e, &url) {
-                    Some(next) => {
-                        tracing::debug!(from = %url, to = %next, "following redirect");
-                        url = next;
-                        redirects += 1;
-                    }
-                    None => return Err(e),
-                },
+            let err = match result {
+                Err(e) if redirects < self.max_redirects => e,
                 other => return other,
+            };
+            let from = parse_url(&url)?;
+            let Some((next, to)) = redirect_target(&err, &from) else {
+                return Err(err);
+            };
+            if is_tls_downgrade(&from, &to) {
+                return Err(Error::new(ErrorKind::InvalidUrl(format!(
+                    "redirect from {url} to {next} refused: it would downgrade \
+                     wss:// (TLS) to ws:// (plain text)"
+                ))));
             }
+            same_origin = same_origin && Origin::of(&from) == Origin::of(&to);
+            tracing::debug!(
+                from = %url,
+                to = %next,
+                credentials = same_origin,
+                "following redirect"
+            );
+            url = next;
+            redirects += 1;
+        }
+    }
+
+    /// The headers set with [`header`](Self::header), without the
+    /// credentials unless `with_credentials`.
+    fn request_headers(&self, with_credentials: bool) -> Cow<'_, [(HeaderName, HeaderValue)]> {
+        if with_credentials {
+            Cow::Borrowed(&self.headers)
+        } else {
+            Cow::Owned(
+                self.headers
+                    .iter()
+                    .filter(|(name, _)| !CREDENTIAL_HEADERS.contains(name))
+                    .cloned()
+                    .collect(),
+            )
         }
     }
 
     async fn connect_once(
         &self,
         url: &str,
+        headers: &[(HeaderName, HeaderValue)],
     ) -> Result<(WebSocket<ClientStream>, Response<()>), Error> {
         let uri = parse_url(url)?;
         let secure = uri.scheme_str() == Some("wss");
@@ -227,7 +319,7 @@ impl Dialer {
         } else {
             MaybeTlsStream::Plain(tcp)
         };
-        let result = self.handshake(stream, url).await;
+        let result = self.handshake_inner(stream, url, headers).await;
         if secure {
             result.map_err(tls_failure_as_tls_error)
         } else {
@@ -265,7 +357,7 @@ impl Dialer {
     {
         tokio::time::timeout(
             self.config.handshake_timeout,
-            self.handshake_inner(stream, url),
+            self.handshake_inner(stream, url, &self.headers),
         )
         .await
         .map_err(|_| Error::new(ErrorKind::Timeout(Timeout::Handshake)))?
@@ -275,6 +367,7 @@ impl Dialer {
         &self,
         mut stream: S,
         url: &str,
+        headers: &[(HeaderName, HeaderValue)],
     ) -> Result<(WebSocket<S>, Response<()>), Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -282,7 +375,7 @@ impl Dialer {
         let uri = parse_url(url)?;
         let key = generate_key();
         let protocols: Vec<&str> = self.protocols.iter().map(String::as_str).collect();
-        let mut headers = self.headers.clone();
+        let mut headers = headers.to_vec();
         if let Some(cfg) = &self.config.compression {
             let offer = HeaderValue::from_str(&deflate::client_offer(cfg)).expect("ASCII offer");
             headers.push((http::header::SEC_WEBSOCKET_EXTENSIONS, offer));
@@ -375,27 +468,121 @@ fn tls_failure_as_tls_error(e: Error) -> Error {
     e
 }
 
-/// Where a redirect answered to `url` points, as a `ws(s)://` URL.
-fn redirect_target(err: &Error, url: &str) -> Option<String> {
+/// Where a redirect answered to `base` points, as a `ws(s)://` URL and
+/// its parse; `None` when `err` is not a redirect or its `Location` cannot
+/// be followed (see [`Dialer::follow_redirects`]).
+fn redirect_target(err: &Error, base: &Uri) -> Option<(String, Uri)> {
     let resp = err.http_response()?;
-    if !resp.status().is_redirection() {
+    if !matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
         return None;
     }
     let location = resp.headers().get(http::header::LOCATION)?.to_str().ok()?;
-    let base = parse_url(url).ok()?;
-    let next = if let Some((scheme, rest)) = location.split_once("://") {
+    let next = resolve_location(base, location)?;
+    let uri = parse_url(&next).ok()?;
+    // User info would end up in the Host header (and is a credential).
+    if uri.authority()?.as_str().contains('@') {
+        return None;
+    }
+    Some((next, uri))
+}
+
+/// Resolves a `Location` against `base` (RFC 3986 §5.2.2), the HTTP
+/// schemes mapped to their WebSocket counterparts and the fragment
+/// dropped; `None` for any other scheme.
+fn resolve_location(base: &Uri, location: &str) -> Option<String> {
+    let location = location.trim();
+    let location = location.split_once('#').map_or(location, |(l, _)| l);
+    let scheme = location.split_once(':').filter(|(s, _)| is_scheme(s));
+    if let Some((scheme, rest)) = scheme {
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "http" | "ws" => "ws",
             "https" | "wss" => "wss",
             _ => return None,
         };
-        format!("{scheme}://{rest}")
-    } else if location.starts_with('/') {
-        format!("{}://{}{location}", base.scheme_str()?, base.authority()?)
-    } else {
-        return None;
+        let rest = rest.strip_prefix("//")?;
+        return Some(format!("{scheme}://{rest}"));
+    }
+    let scheme = base.scheme_str()?;
+    if let Some(rest) = location.strip_prefix("//") {
+        return Some(format!("{scheme}://{rest}"));
+    }
+    let authority = base.authority()?.as_str();
+    let (path, query) = match location.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (location, None),
     };
-    Some(next)
+    let (path, query) = if path.is_empty() {
+        (base.path().to_owned(), query.or(base.query()))
+    } else if path.starts_with('/') {
+        (remove_dot_segments(path), query)
+    } else {
+        let base_path = base.path();
+        let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
+        let merged = if dir.is_empty() {
+            format!("/{path}")
+        } else {
+            format!("{dir}{path}")
+        };
+        (remove_dot_segments(&merged), query)
+    };
+    Some(match query {
+        Some(q) => format!("{scheme}://{authority}{path}?{q}"),
+        None => format!("{scheme}://{authority}{path}"),
+    })
+}
+
+/// `ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )` (RFC 3986 §3.1).
+fn is_scheme(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+/// `.` and `..` segments of an absolute path resolved (RFC 3986 §5.2.4).
+fn remove_dot_segments(path: &str) -> String {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    let last = segments.len() - 1;
+    for (i, segment) in segments.into_iter().enumerate() {
+        match segment {
+            "." | ".." => {
+                if segment == ".." {
+                    out.pop();
+                }
+                if i == last {
+                    out.push("");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// What [`Dialer::follow_redirects`] compares to decide whether a redirect
+/// stays on the same origin: scheme, host (ASCII lowercase) and port (the
+/// scheme's default filled in).
+#[derive(Debug, PartialEq, Eq)]
+struct Origin {
+    secure: bool,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    fn of(uri: &Uri) -> Self {
+        let secure = uri.scheme_str() == Some("wss");
+        Self {
+            secure,
+            host: uri.host().unwrap_or_default().to_ascii_lowercase(),
+            port: uri.port_u16().unwrap_or(if secure { 443 } else { 80 }),
+        }
+    }
+}
+
+/// A redirect from `wss://` to `ws://`.
+fn is_tls_downgrade(from: &Uri, to: &Uri) -> bool {
+    from.scheme_str() == Some("wss") && to.scheme_str() == Some("ws")
 }
 
 fn parse_url(url: &str) -> Result<Uri, Error> {
@@ -425,31 +612,146 @@ pub async fn connect(url: &str) -> Result<(WebSocket<ClientStream>, Response<()>
 mod tests {
     use super::*;
 
+    fn redirect(status: u16, location: &str) -> Error {
+        let r = Response::builder()
+            .status(status)
+            .header("location", location)
+            .body(Bytes::new())
+            .unwrap();
+        Error::new(ErrorKind::HttpStatus(Box::new(r)))
+    }
+
+    fn target(status: u16, location: &str, base: &str) -> Option<String> {
+        redirect_target(&redirect(status, location), &parse_url(base).unwrap()).map(|(s, _)| s)
+    }
+
     #[test]
     fn redirect_targets() {
-        let resp = |status: u16, loc: &str| {
-            let r = Response::builder()
-                .status(status)
-                .header("location", loc)
-                .body(Bytes::new())
-                .unwrap();
-            Error::new(ErrorKind::HttpStatus(Box::new(r)))
-        };
         let base = "ws://a:1/x";
+        assert_eq!(target(302, "/y?z", base).as_deref(), Some("ws://a:1/y?z"));
         assert_eq!(
-            redirect_target(&resp(302, "/y?z"), base).as_deref(),
-            Some("ws://a:1/y?z")
-        );
-        assert_eq!(
-            redirect_target(&resp(301, "https://b/w"), base).as_deref(),
+            target(301, "https://b/w", base).as_deref(),
             Some("wss://b/w")
         );
+        assert_eq!(target(307, "ws://c/", base).as_deref(), Some("ws://c/"));
         assert_eq!(
-            redirect_target(&resp(307, "ws://c/"), base).as_deref(),
-            Some("ws://c/")
+            target(308, "HTTP://C:2/", base).as_deref(),
+            Some("ws://C:2/")
         );
-        assert_eq!(redirect_target(&resp(401, "/y"), base), None);
-        assert_eq!(redirect_target(&resp(302, "ftp://x/"), base), None);
+        assert_eq!(
+            target(303, "wss://d/#frag", base).as_deref(),
+            Some("wss://d/")
+        );
+        // Network-path reference: another host, the same scheme.
+        assert_eq!(
+            target(302, "//evil.example:9/p", base).as_deref(),
+            Some("ws://evil.example:9/p")
+        );
+        // A URL in the query is not the scheme.
+        assert_eq!(
+            target(302, "/login?next=http://b/", base).as_deref(),
+            Some("ws://a:1/login?next=http://b/")
+        );
+        // Not followed: not a redirect status, no Location, another
+        // scheme, user info, no host, not a URL.
+        assert_eq!(target(401, "/y", base), None);
+        assert_eq!(target(300, "/y", base), None);
+        assert_eq!(target(304, "/y", base), None);
+        assert_eq!(target(302, "ftp://x/", base), None);
+        assert_eq!(target(302, "ws:x", base), None);
+        assert_eq!(target(302, "ws://user:pw@b/", base), None);
+        assert_eq!(target(302, "ws:///nohost", base), None);
+        assert_eq!(target(302, "/with space", base), None);
+        let no_location = Error::new(ErrorKind::HttpStatus(Box::new(
+            Response::builder().status(302).body(Bytes::new()).unwrap(),
+        )));
+        assert!(redirect_target(&no_location, &parse_url(base).unwrap()).is_none());
+    }
+
+    #[test]
+    fn relative_locations_resolve_as_rfc_3986_says() {
+        // RFC 3986 §5.4.1, with ws:// for http://.
+        let base = "ws://a/b/c/d;p?q";
+        for (location, expected) in [
+            ("g", "ws://a/b/c/g"),
+            ("./g", "ws://a/b/c/g"),
+            ("g/", "ws://a/b/c/g/"),
+            ("/g", "ws://a/g"),
+            ("//g", "ws://g"),
+            ("?y", "ws://a/b/c/d;p?y"),
+            ("g?y", "ws://a/b/c/g?y"),
+            ("#s", "ws://a/b/c/d;p?q"),
+            ("g#s", "ws://a/b/c/g"),
+            (";x", "ws://a/b/c/;x"),
+            ("", "ws://a/b/c/d;p?q"),
+            (".", "ws://a/b/c/"),
+            ("./", "ws://a/b/c/"),
+            ("..", "ws://a/b/"),
+            ("../", "ws://a/b/"),
+            ("../g", "ws://a/b/g"),
+            ("../..", "ws://a/"),
+            ("../../g", "ws://a/g"),
+            ("../../../g", "ws://a/g"),
+            ("/./g", "ws://a/g"),
+            ("/../g", "ws://a/g"),
+            ("g.", "ws://a/b/c/g."),
+            ("..g", "ws://a/b/c/..g"),
+            ("./../g", "ws://a/b/g"),
+            ("g/./h", "ws://a/b/c/g/h"),
+            ("g/../h", "ws://a/b/c/h"),
+            ("g?y/./x", "ws://a/b/c/g?y/./x"),
+        ] {
+            let resolved = resolve_location(&parse_url(base).unwrap(), location);
+            assert_eq!(resolved.as_deref(), Some(expected), "{location:?}");
+        }
+        // "//g" has no path: a valid URL all the same.
+        assert!(parse_url("ws://g").is_ok());
+    }
+
+    #[test]
+    fn origins_and_downgrades() {
+        let origin = |u: &str| Origin::of(&parse_url(u).unwrap());
+        assert_eq!(origin("ws://A.example/x"), origin("ws://a.example:80/y?z"));
+        assert_eq!(origin("wss://a/"), origin("wss://a:443/"));
+        assert_eq!(origin("ws://[::1]:9/"), origin("ws://[::1]:9/other"));
+        assert_ne!(origin("ws://a/"), origin("ws://b/"));
+        assert_ne!(origin("ws://a/"), origin("ws://a:81/"));
+        assert_ne!(origin("ws://a/"), origin("wss://a/"));
+        assert_ne!(origin("ws://a:443/"), origin("wss://a/"));
+        assert_ne!(origin("ws://localhost:9/"), origin("ws://127.0.0.1:9/"));
+        let uri = |u: &str| parse_url(u).unwrap();
+        assert!(is_tls_downgrade(&uri("wss://a/"), &uri("ws://a/")));
+        assert!(!is_tls_downgrade(&uri("ws://a/"), &uri("wss://a/")));
+        assert!(!is_tls_downgrade(&uri("wss://a/"), &uri("wss://b/")));
+        assert!(!is_tls_downgrade(&uri("ws://a/"), &uri("ws://b/")));
+    }
+
+    #[test]
+    fn credentials_dropped_only_when_asked() {
+        let dialer = Dialer::new()
+            .header("Authorization", "Bearer t")
+            .header("cookie", "a=b")
+            .header("Proxy-Authorization", "Basic x")
+            .header("X-Custom", "kept")
+            .origin("https://app.example");
+        let names = |with: bool| -> Vec<String> {
+            dialer
+                .request_headers(with)
+                .iter()
+                .map(|(n, _)| n.as_str().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(true),
+            [
+                "authorization",
+                "cookie",
+                "proxy-authorization",
+                "x-custom",
+                "origin"
+            ]
+        );
+        assert_eq!(names(false), ["x-custom", "origin"]);
     }
 
     #[test]

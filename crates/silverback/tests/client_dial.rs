@@ -2,16 +2,23 @@
 //! The Dialer against our own server over loopback: `ws://`, `wss://`
 //! (certificates made at test time), IPv6 literals, certificate
 //! verification failures, client certificates, subprotocols and request
-//! headers, refused upgrades (status, headers, body), redirects, HTTP
-//! CONNECT and SOCKS5 proxies, and close codes both ways.
+//! headers, refused upgrades (status, headers, body), redirects (relative
+//! and absolute, the limit, credentials dropped on leaving the origin,
+//! `wss://` -> `ws://` refused), HTTP CONNECT and SOCKS5 proxies, and close
+//! codes both ways.
 //!
 //! Client frames being masked is covered by `tests/client.rs`.
 
 mod common;
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use common::dial::{plain_wrap, upgrade_and_echo, BoxIo, Served, Session, TestProxy};
 use common::*;
-use silverback::proto::http::Response;
+use silverback::proto::http::{Request, Response};
 use silverback::{CloseCode, Dialer, Error, ErrorKind, Message, Proxy, Upgrader, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -375,6 +382,243 @@ async fn absolute_http_redirect_to_another_server() {
     assert_eq!(path, "/real");
     // Dropped without a Close: the server sees 1006.
     assert_eq!(end.unwrap().close_code(), Some(CloseCode::Abnormal));
+}
+
+// ----- redirects and credentials ---------------------------------------------
+
+const CREDENTIALS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+/// A dialer with the three credential headers, a header of our own, an
+/// Origin and a subprotocol, following up to `n` redirects.
+fn dialer_with_credentials(n: usize) -> Dialer {
+    Dialer::new()
+        .header("Authorization", "Bearer t0ken")
+        .header("Cookie", "session=abc")
+        .header("Proxy-Authorization", "Basic YWxpY2U6cw==")
+        .header("X-Custom", "kept")
+        .origin("https://app.example")
+        .subprotocols(["chat"])
+        .follow_redirects(n)
+}
+
+/// Asserts which of the credential headers `request` carried.
+fn assert_credentials(request: &Request<()>, present: bool) {
+    let h = request.headers();
+    for name in CREDENTIALS {
+        assert_eq!(
+            h.contains_key(name),
+            present,
+            "{name} in the request for {}: {h:?}",
+            request.uri()
+        );
+    }
+    if present {
+        assert_eq!(h["authorization"], "Bearer t0ken");
+        assert_eq!(h["cookie"], "session=abc");
+        assert_eq!(h["proxy-authorization"], "Basic YWxpY2U6cw==");
+    }
+}
+
+/// Asserts the headers that go on every hop.
+fn assert_other_headers(request: &Request<()>) {
+    let h = request.headers();
+    assert_eq!(h["x-custom"], "kept", "{h:?}");
+    assert_eq!(h["origin"], "https://app.example", "{h:?}");
+    assert_eq!(h["sec-websocket-protocol"], "chat", "{h:?}");
+}
+
+/// A raw TCP server for one connection: answers the upgrade request with
+/// `status` and `Location: location`, then waits for the client to hang
+/// up. Yields the request head it received.
+async fn raw_redirector(
+    status: &'static str,
+    location: String,
+) -> (String, tokio::task::JoinHandle<Request<()>>) {
+    let (addr, task) = spawn_accept(move |stream| async move {
+        let mut s = RawPeer::new(stream);
+        let request = s.read_request_head().await;
+        let resp =
+            format!("HTTP/1.1 {status}\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
+        s.write(resp.as_bytes()).await;
+        s.expect_eof().await;
+        request
+    })
+    .await;
+    (format!("ws://{addr}/start"), task)
+}
+
+/// The server the redirects lead to: records the request, accepts any
+/// Origin, chooses subprotocol "chat", echoes.
+fn recording_upgrader() -> Upgrader {
+    Upgrader::new()
+        .subprotocols(["chat"])
+        .check_origin(|_| true)
+}
+
+/// One request a [`hop_handler`] served: its head, and whether it was
+/// upgraded (then echoed until the connection ended).
+struct Hop {
+    request: Request<()>,
+    upgraded: bool,
+}
+
+/// A handler for redirect chains on one server: a request for a path in
+/// `routes` is answered `307` with that `Location`; any other is upgraded
+/// by [`recording_upgrader`] and echoed.
+fn hop_handler(
+    routes: Vec<(&'static str, String)>,
+) -> impl Fn(BoxIo) -> Pin<Box<dyn Future<Output = Hop> + Send>> + Send + Sync + 'static {
+    let routes = Arc::new(routes);
+    move |io| {
+        let routes = routes.clone();
+        Box::pin(async move {
+            let upgrader = recording_upgrader();
+            let incoming = upgrader.read_request(io).await.expect("request head");
+            let request = incoming.request().clone();
+            let path = request.uri().path();
+            if let Some((_, location)) = routes.iter().find(|(p, _)| *p == path) {
+                let resp = Response::builder()
+                    .status(307)
+                    .header("location", location)
+                    .body("moved\n")
+                    .unwrap();
+                incoming.respond(resp).await.unwrap();
+                return Hop {
+                    request,
+                    upgraded: false,
+                };
+            }
+            let ws = incoming.upgrade(&upgrader).await.expect("server upgrade");
+            echo(ws).await;
+            Hop {
+                request,
+                upgraded: true,
+            }
+        })
+    }
+}
+
+/// The next `n` requests `served` handled, by request target: the order in
+/// which their handlers end is not the order of the requests.
+async fn hops(served: &mut Served<Hop>, n: usize) -> HashMap<String, Hop> {
+    let mut hops = HashMap::new();
+    for _ in 0..n {
+        let hop = served.next_ok().await;
+        hops.insert(hop.request.uri().to_string(), hop);
+    }
+    hops
+}
+
+/// One echo round trip, then a close with 1000.
+async fn echo_once_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) {
+    assert_eq!(ws.protocol(), Some("chat"));
+    within(ws.send(Message::text("over the redirect")))
+        .await
+        .unwrap();
+    assert_eq!(
+        within(ws.recv()).await.unwrap(),
+        Message::text("over the redirect")
+    );
+    within(ws.close(CloseCode::Normal, "")).await.unwrap();
+}
+
+#[tokio::test]
+async fn cross_origin_redirect_drops_credentials_and_keeps_other_headers() {
+    // Another port on the same host (307), and another host and port (302,
+    // 127.0.0.1 -> localhost).
+    for (status, host) in [
+        ("307 Temporary Redirect", None),
+        ("302 Found", Some("localhost")),
+    ] {
+        let mut target = Served::plain(upgrade_and_echo(recording_upgrader())).await;
+        let (url, redirector) = raw_redirector(status, target.url("ws", host, "/target?q=1")).await;
+        let (ws, resp) = within(dialer_with_credentials(1).connect(&url))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 101);
+        assert_eq!(ws.protocol(), Some("chat"));
+        let session = client_close_4000(ws, &mut target).await;
+
+        let first = within(redirector).await.unwrap();
+        assert_credentials(&first, true);
+        assert_other_headers(&first);
+
+        let second = &session.request;
+        assert_eq!(second.uri(), "/target?q=1", "{status}");
+        assert_credentials(second, false);
+        assert_other_headers(second);
+        assert_eq!(session.protocol.as_deref(), Some("chat"));
+        let expected_host = format!("{}:{}", host.unwrap_or("127.0.0.1"), target.addr.port());
+        assert_eq!(host_header(&session), expected_host);
+    }
+}
+
+#[tokio::test]
+async fn same_origin_redirects_keep_credentials() {
+    // An absolute Location on the same origin (the host in upper case),
+    // then a relative one.
+    let (listener, addr) = listen().await;
+    let routes = vec![
+        ("/one", format!("ws://LOCALHOST:{}/dir/two", addr.port())),
+        ("/dir/two", "three?x=1".to_owned()),
+    ];
+    let mut served = Served::on(listener, plain_wrap(), hop_handler(routes));
+    let url = format!("ws://localhost:{}/one", addr.port());
+    let (ws, _) = within(dialer_with_credentials(2).connect(&url))
+        .await
+        .unwrap();
+    echo_once_and_close(ws).await;
+    let hops = hops(&mut served, 3).await;
+    for expected in ["/one", "/dir/two", "/dir/three?x=1"] {
+        let hop = &hops[expected];
+        assert_eq!(hop.upgraded, expected == "/dir/three?x=1");
+        assert_credentials(&hop.request, true);
+        assert_other_headers(&hop.request);
+    }
+}
+
+#[tokio::test]
+async fn credentials_stay_dropped_when_a_redirect_comes_back() {
+    // Same server and port, only the host name changes: 127.0.0.1 ->
+    // localhost (another origin) -> 127.0.0.1 (the first origin again).
+    let (listener, addr) = listen().await;
+    let port = addr.port();
+    let routes = vec![
+        ("/out", format!("ws://localhost:{port}/back")),
+        ("/back", format!("http://127.0.0.1:{port}/real")),
+    ];
+    let mut served = Served::on(listener, plain_wrap(), hop_handler(routes));
+    let url = format!("ws://127.0.0.1:{port}/out");
+    let (ws, _) = within(dialer_with_credentials(2).connect(&url))
+        .await
+        .unwrap();
+    echo_once_and_close(ws).await;
+    let hops = hops(&mut served, 3).await;
+    for (path, credentials) in [("/out", true), ("/back", false), ("/real", false)] {
+        let hop = &hops[path];
+        assert_eq!(hop.upgraded, path == "/real");
+        assert_credentials(&hop.request, credentials);
+        assert_other_headers(&hop.request);
+    }
+}
+
+#[tokio::test]
+async fn redirect_loop_ends_at_the_limit() {
+    let (listener, _) = listen().await;
+    let routes = vec![("/loop", "/loop".to_owned())];
+    let mut served = Served::on(listener, plain_wrap(), hop_handler(routes));
+    let err = within(dialer_with_credentials(3).connect(&served.url("ws", None, "/loop")))
+        .await
+        .unwrap_err();
+    // Three redirects followed; the fourth is the error.
+    let resp = err.http_response().expect("the last redirect");
+    assert_eq!(resp.status(), 307);
+    assert_eq!(resp.headers()["location"], "/loop");
+    for _ in 0..4 {
+        let hop = served.next_ok().await;
+        assert_eq!(hop.request.uri(), "/loop");
+        assert_credentials(&hop.request, true);
+    }
 }
 
 #[tokio::test]
@@ -758,6 +1002,83 @@ mod tls {
         assert_echoes(&mut ws).await;
         let session = client_close_4000(ws, &mut served).await;
         assert_eq!(session.request.uri(), "/own");
+    }
+
+    /// Asserts that nothing connected to `listener` (e.g. a plaintext
+    /// retry or a followed redirect).
+    fn assert_no_connection(listener: TcpListener) {
+        let listener = listener.into_std().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        match listener.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("a connection that should not have been made: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn wss_to_ws_redirect_is_refused() {
+        let (ca, leaf) = loopback_pki();
+        // Where the downgrades point: nothing may connect there.
+        let (plain, plain_addr) = listen().await;
+        let (listener, addr) = listen().await;
+        let routes = vec![
+            ("/ws", format!("ws://{plain_addr}/plain")),
+            ("/http", format!("HTTP://{plain_addr}/plain")),
+            ("/tls-ok", "/real".to_owned()),
+        ];
+        let mut served = Served::on(listener, tls_wrap(acceptor(&leaf)), hop_handler(routes));
+        let dialer = dialer_with_credentials(5).tls(ca.trusted_by_client());
+        for path in ["/ws", "/http"] {
+            let url = format!("wss://localhost:{}{path}", addr.port());
+            let err = within(dialer.connect(&url)).await.unwrap_err();
+            assert!(
+                matches!(err.kind(), ErrorKind::InvalidUrl(_)),
+                "{path}: {err:?}"
+            );
+            assert!(err.http_response().is_none() && !err.is_tls(), "{err:?}");
+            let msg = err.to_string();
+            let to = format!("ws://{plain_addr}/plain");
+            assert!(
+                msg.contains(&format!("redirect from {url} to {to} refused"))
+                    && msg.contains("downgrade wss:// (TLS) to ws:// (plain text)"),
+                "{path}: {msg}"
+            );
+            let hop = served.next_ok().await;
+            assert_eq!(hop.request.uri(), path);
+            assert_credentials(&hop.request, true);
+        }
+        assert_no_connection(plain);
+
+        // A redirect that stays on wss:// is followed.
+        let url = format!("wss://localhost:{}/tls-ok", addr.port());
+        let (ws, _) = within(dialer.connect(&url)).await.unwrap();
+        assert!(ws.get_ref().is_tls());
+        echo_once_and_close(ws).await;
+        let hops = hops(&mut served, 2).await;
+        for path in ["/tls-ok", "/real"] {
+            let hop = &hops[path];
+            assert_credentials(&hop.request, true);
+        }
+    }
+
+    #[tokio::test]
+    async fn ws_to_wss_redirect_is_followed_without_credentials() {
+        // Upgrading to TLS is allowed, but the scheme (and here the port)
+        // is another origin.
+        let (ca, leaf) = loopback_pki();
+        let mut target = Served::tls(acceptor(&leaf), upgrade_and_echo(recording_upgrader())).await;
+        let (url, redirector) = raw_redirector(
+            "301 Moved Permanently",
+            target.url("https", Some("localhost"), "/s"),
+        )
+        .await;
+        let dialer = dialer_with_credentials(1).tls(ca.trusted_by_client());
+        let (ws, _) = within(dialer.connect(&url)).await.unwrap();
+        assert!(ws.get_ref().is_tls());
+        let session = client_close_4000(ws, &mut target).await;
+        assert_credentials(&within(redirector).await.unwrap(), true);
+        assert_credentials(&session.request, false);
+        assert_other_headers(&session.request);
     }
 
     #[tokio::test]
