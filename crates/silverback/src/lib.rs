@@ -185,12 +185,16 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod auth;
 mod client;
 mod config;
 mod error;
 #[cfg(feature = "hyper")]
 mod hyper;
+#[cfg(feature = "json")]
+mod json;
 mod proxy;
+mod request;
 mod server;
 mod shutdown;
 mod split;
@@ -199,11 +203,14 @@ mod stream;
 pub mod tls;
 mod ws;
 
+pub use auth::{AuthToken, Authorized, ReservedHeader, TOKEN_PROTOCOL_PREFIX};
 pub use client::{connect, ClientStream, Dialer};
 pub use config::Config;
 pub use error::{Error, ErrorKind, Timeout};
 #[cfg(feature = "hyper")]
-pub use hyper::{is_upgrade_request, HyperWebSocket, UpgradeFuture};
+pub use hyper::{is_upgrade_request, HyperUpgrade, HyperWebSocket, UpgradeFuture};
+#[cfg(feature = "json")]
+pub use json::JsonError;
 pub use proxy::{Proxy, ProxyKind};
 pub use server::{Accepted, Incoming, RequestHead, Upgrader};
 pub use shutdown::{PongFuture, Shutdown, ShutdownReport, Stats};
@@ -214,4 +221,5 @@ pub use ws::WebSocket;
 pub use futures_core::Stream;
 pub use silverback_proto as proto;
 pub use silverback_proto::extension::deflate::{DeflateConfig, DeflateParams, MemoryMode};
+pub use silverback_proto::handshake::server::Rejection;
 pub use silverback_proto::{CloseCode, CloseFrame, Message, OpCode, Role, Utf8Bytes};

@@ -127,6 +127,8 @@ pub struct WebSocket<S> {
     deflate: Option<DeflateParams>,
     opened: Instant,
     span: tracing::Span,
+    /// Server side: the upgrade request's target, identity, headers.
+    pub(crate) upgrade: Option<Box<crate::request::UpgradeInfo>>,
 }
 
 impl<S> fmt::Debug for WebSocket<S> {
@@ -186,6 +188,7 @@ where
             deflate: None,
             opened: Instant::now(),
             span: tracing::Span::none(),
+            upgrade: None,
         }
     }
 

@@ -31,7 +31,7 @@ async fn spawn_hyper(
             let tx = tx.clone();
             async move {
                 assert!(silverback::is_upgrade_request(&req) || req.method() != "GET");
-                match upgrader.upgrade_hyper(&mut req) {
+                match upgrader.upgrade_hyper(&mut req).await {
                     Ok((response, ws)) => {
                         tokio::spawn(async move {
                             let _ = tx.send(ws.await);
