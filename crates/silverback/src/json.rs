@@ -155,7 +155,7 @@ fn decode<T: DeserializeOwned>(msg: Message) -> Result<T, JsonError> {
 /// struct Point { x: i32, y: i32 }
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// let listener = TcpListener::bind("127.0.0.1:0").await?;
 /// let url = format!("ws://{}/ws", listener.local_addr()?);
 /// let server = tokio::spawn(async move {
@@ -163,7 +163,7 @@ fn decode<T: DeserializeOwned>(msg: Message) -> Result<T, JsonError> {
 ///     let mut ws = Upgrader::new().upgrade(stream).await?;
 ///     let p: Point = ws.recv_json().await?;
 ///     ws.send_json(&Point { x: p.y, y: p.x }).await?;
-///     Ok::<_, silverback::JsonError>(())
+///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
 /// });
 /// let (mut ws, _) = Dialer::new().connect(&url).await?;
 /// ws.send_json(&Point { x: 1, y: 2 }).await?;
