@@ -392,7 +392,8 @@ impl Upgrader {
     /// ([`request_headers`](crate::WebSocket::request_headers)). Off by
     /// default: the headers of a browser request (cookies, user agent...)
     /// often weigh a kilobyte, kept for the life of every connection. The
-    /// path and query, and the identity, are always kept.
+    /// path and query, and the identity, are always kept. The headers
+    /// include credentials (`Authorization`, `Cookie`): do not log them.
     pub fn keep_request_headers(mut self, keep: bool) -> Self {
         self.keep_request_headers = keep;
         self
