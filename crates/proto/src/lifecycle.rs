@@ -225,9 +225,9 @@ impl Lifecycle {
     pub(crate) fn close_sent(&self) -> Option<&Option<CloseFrame>> {
         match &self.life {
             Life::Open => None,
-            Life::CloseSent(sent) | Life::HandshakeDone { sent, .. } | Life::Failed { sent, .. } => {
-                Some(sent)
-            }
+            Life::CloseSent(sent)
+            | Life::HandshakeDone { sent, .. }
+            | Life::Failed { sent, .. } => Some(sent),
         }
     }
 

@@ -342,7 +342,10 @@ mod tests {
             },
             None,
         );
-        assert!(matches!(clean.kind(), ErrorKind::Closed { by_us: false, .. }));
+        assert!(matches!(
+            clean.kind(),
+            ErrorKind::Closed { by_us: false, .. }
+        ));
         assert!(clean.is_closed());
         assert_eq!(clean.close_code(), Some(CloseCode::GoingAway));
         assert!(!clean.is_unexpected_close(&[CloseCode::Normal, CloseCode::GoingAway]));

@@ -6,13 +6,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use silverback_proto::handshake::server::Rejection;
 use silverback_proto::Role;
 
+use crate::auth::authorize;
 use crate::error::{Error, ErrorKind, Timeout};
+use crate::request::UpgradeInfo;
 use crate::{Upgrader, WebSocket};
 
 /// A WebSocket over a hyper upgraded connection.
@@ -38,14 +41,23 @@ impl Future for UpgradeFuture {
     }
 }
 
+/// The answer to a hyper upgrade request: the `101` response to return
+/// and the future of the [`WebSocket`], or the refusal to return.
+pub type HyperUpgrade = Result<(Response<Full<Bytes>>, UpgradeFuture), Response<Full<Bytes>>>;
+
 impl Upgrader {
     /// Upgrades a request received by hyper.
     ///
-    /// On success, returns the `101 Switching Protocols` response for the
-    /// service to return, and a future yielding the [`WebSocket`] (bytes
-    /// hyper read past the request are replayed by `Upgraded`, so nothing
-    /// the client sent eagerly is lost). On refusal, returns the HTTP
-    /// response to send (400, 403, 405 or 426, with a one-line body).
+    /// The request is validated, checked and authorized (the
+    /// [`authorize`](Upgrader::authorize) hook, if any, runs in the returned
+    /// future, which does not borrow `req`). On success, it yields the
+    /// `101 Switching Protocols` response for the service to return (with
+    /// the [`response_header`](Upgrader::response_header)s and the hook's
+    /// headers), and a future yielding the [`WebSocket`] (bytes hyper read
+    /// past the request are replayed by `Upgraded`, so nothing the client
+    /// sent eagerly is lost). On refusal, it yields the HTTP response to
+    /// send (400, 403, 405 or 426 with a one-line body, the hook's
+    /// refusal, or 503 if the hook outlived the handshake timeout).
     ///
     /// ```no_run
     /// use std::convert::Infallible;
@@ -55,7 +67,7 @@ impl Upgrader {
     /// use silverback::Upgrader;
     ///
     /// async fn handle(mut req: Request<Incoming>, upgrader: Upgrader) -> Result<Response<Full<Bytes>>, Infallible> {
-    ///     match upgrader.upgrade_hyper(&mut req) {
+    ///     match upgrader.upgrade_hyper(&mut req).await {
     ///         Ok((response, ws)) => {
     ///             tokio::spawn(async move {
     ///                 let Ok(mut ws) = ws.await else { return };
@@ -69,35 +81,58 @@ impl Upgrader {
     ///     }
     /// }
     /// ```
-    #[allow(clippy::result_large_err, clippy::type_complexity)]
     pub fn upgrade_hyper<B>(
         &self,
         req: &mut Request<B>,
-    ) -> Result<(Response<Full<Bytes>>, UpgradeFuture), Response<Full<Bytes>>> {
-        let accepted = match self.negotiate(req) {
-            Ok(a) => a,
-            Err(rej) => {
-                tracing::debug!(rejection = %rej, "upgrade refused");
-                return Err(rej.to_response().map(|b| Full::new(Bytes::from(b))));
-            }
+    ) -> impl Future<Output = HyperUpgrade> + Send + 'static {
+        let refusal = |rej: Rejection| {
+            tracing::debug!(rejection = %rej, "upgrade refused");
+            rej.to_response().map(|b| Full::new(Bytes::from(b)))
         };
-        let path = req.uri().path().to_owned();
-        let on_upgrade = hyper::upgrade::on(req);
+        let negotiated = self
+            .negotiate(req)
+            .map(|acc| (acc, self.start_authorize(req)));
+        let target = UpgradeInfo::target_of(req.uri());
+        let headers = self
+            .keep_request_headers
+            .then(|| Box::new(req.headers().clone()));
+        let on_upgrade = negotiated.is_ok().then(|| hyper::upgrade::on(req));
         let config = *self.get_config();
-        let protocol = accepted.protocol;
-        let deflate = accepted.deflate;
-        let inner = Box::pin(async move {
-            let upgraded = tokio::time::timeout(config.handshake_timeout, on_upgrade)
-                .await
-                .map_err(|_| Error::new(ErrorKind::Timeout(Timeout::Handshake)))?
-                .map_err(|e| Error::new(ErrorKind::Io(std::io::Error::other(e))))?;
-            let mut ws =
-                WebSocket::from_raw_socket(TokioIo::new(upgraded), Role::Server, config, &[]);
-            ws.opened(protocol, deflate, &path);
-            Ok(ws)
-        });
-        let response = accepted.response.map(|()| Full::new(Bytes::new()));
-        Ok((response, UpgradeFuture { inner }))
+        async move {
+            let (accepted, auth) = negotiated.map_err(refusal)?;
+            let (accepted, identity) =
+                match tokio::time::timeout(config.handshake_timeout, authorize(accepted, auth))
+                    .await
+                {
+                    Ok(r) => r.map_err(refusal)?,
+                    Err(_) => {
+                        return Err(refusal(Rejection::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "authorization timed out",
+                        )))
+                    }
+                };
+            let on_upgrade = on_upgrade.expect("taken when negotiated");
+            let protocol = accepted.protocol;
+            let deflate = accepted.deflate;
+            let inner = Box::pin(async move {
+                let upgraded = tokio::time::timeout(config.handshake_timeout, on_upgrade)
+                    .await
+                    .map_err(|_| Error::new(ErrorKind::Timeout(Timeout::Handshake)))?
+                    .map_err(|e| Error::new(ErrorKind::Io(std::io::Error::other(e))))?;
+                let mut ws =
+                    WebSocket::from_raw_socket(TokioIo::new(upgraded), Role::Server, config, &[]);
+                ws.opened(protocol, deflate, target.path());
+                ws.upgrade = Some(Box::new(UpgradeInfo {
+                    target,
+                    identity,
+                    headers,
+                }));
+                Ok(ws)
+            });
+            let response = accepted.response.map(|()| Full::new(Bytes::new()));
+            Ok((response, UpgradeFuture { inner }))
+        }
     }
 }
 

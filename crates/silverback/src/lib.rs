@@ -77,6 +77,24 @@
 //! `Origin` (not from a browser) are allowed. [`Upgrader::check_origin`]
 //! replaces the policy.
 //!
+//! ## Authentication and the upgrade request
+//! [`Upgrader::authorize`] runs an async hook on each request, after the
+//! origin check and before the `101`: it returns an identity
+//! ([`Authorized`], then [`WebSocket::identity`]) or a [`Rejection`] sent
+//! with its status (401, 403...). Tokens come from `Authorization: Bearer`,
+//! a cookie, or a `Sec-WebSocket-Protocol` entry `access_token.<token>`
+//! (what a browser can send); they are [`AuthToken`]s, redacted in logs.
+//! [`Upgrader::response_header`] and [`Authorized::header`] add headers
+//! (e.g. `Set-Cookie`) to the `101`. A server's `WebSocket` keeps the
+//! request's path and query ([`WebSocket::request_path`]); its headers
+//! only with [`Upgrader::keep_request_headers`].
+//!
+//! ## JSON
+//! With feature `json`, `send_json` and `recv_json` send and receive
+//! serde values as text messages; a message that is not the JSON expected
+//! comes back as a `JsonError` with its text, and the connection stays
+//! usable.
+//!
 //! ## Buffers and limits
 //! Messages are limited to 64 MiB and frames to 16 MiB by default
 //! ([`Config::max_message_size`], [`Config::max_frame_size`]); a larger one
@@ -189,12 +207,16 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod auth;
 mod client;
 mod config;
 mod error;
 #[cfg(feature = "hyper")]
 mod hyper;
+#[cfg(feature = "json")]
+mod json;
 mod proxy;
+mod request;
 mod server;
 mod shutdown;
 mod split;
@@ -204,11 +226,14 @@ pub mod testing;
 pub mod tls;
 mod ws;
 
+pub use auth::{AuthToken, Authorized, ReservedHeader, TOKEN_PROTOCOL_PREFIX};
 pub use client::{connect, ClientStream, Dialer};
 pub use config::Config;
 pub use error::{Error, ErrorKind, Timeout};
 #[cfg(feature = "hyper")]
-pub use hyper::{is_upgrade_request, HyperWebSocket, UpgradeFuture};
+pub use hyper::{is_upgrade_request, HyperUpgrade, HyperWebSocket, UpgradeFuture};
+#[cfg(feature = "json")]
+pub use json::JsonError;
 pub use proxy::{Proxy, ProxyKind};
 pub use server::{Accepted, Incoming, RequestHead, Upgrader};
 pub use shutdown::{Shutdown, ShutdownReport, Stats};
@@ -219,6 +244,7 @@ pub use ws::{PongFuture, WebSocket};
 pub use futures_core::Stream;
 pub use silverback_proto as proto;
 pub use silverback_proto::extension::deflate::{DeflateConfig, DeflateParams, MemoryMode};
+pub use silverback_proto::handshake::server::Rejection;
 pub use silverback_proto::{
     CloseCode, CloseFrame, End, Initiator, Message, OpCode, Role, Utf8Bytes,
 };

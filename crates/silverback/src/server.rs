@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use silverback_proto::extension::deflate::{self, DeflateConfig, DeflateParams};
 use silverback_proto::handshake::server::{
@@ -17,7 +18,9 @@ use silverback_proto::Role;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::auth::{authorize, is_token_protocol, AuthorizeHook};
 use crate::error::{Error, ErrorKind, Timeout};
+use crate::request::UpgradeInfo;
 use crate::{Config, WebSocket};
 
 /// The parts of an upgrade request an origin check can look at.
@@ -103,6 +106,10 @@ pub struct Upgrader {
     check_origin: Option<OriginCheck>,
     subprotocols: Arc<[String]>,
     head_limits: HeadLimits,
+    /// Added to every 101 response (checked by `check_response_header`).
+    pub(crate) response_headers: Arc<[(HeaderName, HeaderValue)]>,
+    pub(crate) authorize: Option<AuthorizeHook>,
+    pub(crate) keep_request_headers: bool,
 }
 
 impl Default for Upgrader {
@@ -118,6 +125,9 @@ impl fmt::Debug for Upgrader {
             .field("custom_origin_check", &self.check_origin.is_some())
             .field("subprotocols", &self.subprotocols)
             .field("head_limits", &self.head_limits)
+            .field("response_headers", &self.response_headers)
+            .field("authorize", &self.authorize.is_some())
+            .field("keep_request_headers", &self.keep_request_headers)
             .finish()
     }
 }
@@ -141,6 +151,9 @@ impl Upgrader {
             check_origin: None,
             subprotocols: Arc::from(Vec::new()),
             head_limits: HeadLimits::default(),
+            response_headers: Arc::from(Vec::new()),
+            authorize: None,
+            keep_request_headers: false,
         }
     }
 
@@ -210,7 +223,9 @@ impl Upgrader {
     }
 
     /// The subprotocols this server speaks, most preferred first. The
-    /// first one the client also offers is chosen.
+    /// first one the client also offers is chosen. An offered entry that
+    /// carries a token ([`TOKEN_PROTOCOL_PREFIX`](crate::TOKEN_PROTOCOL_PREFIX))
+    /// is never chosen.
     pub fn subprotocols<I, P>(mut self, protocols: I) -> Self
     where
         I: IntoIterator<Item = P>,
@@ -231,9 +246,13 @@ impl Upgrader {
     }
 
     /// Decides on an upgrade request: validation (RFC 6455 §4.2.1), the
-    /// origin policy (403), the subprotocol.
+    /// origin policy (403), the subprotocol; the response carries the
+    /// [`response_header`](Self::response_header)s. It does not run the
+    /// [`authorize`](Self::authorize) hook: [`upgrade`](Self::upgrade),
+    /// [`Incoming::upgrade`] and `upgrade_hyper` do.
     pub fn negotiate<B>(&self, req: &Request<B>) -> Result<Accepted, Rejection> {
-        let up = validate_request(req)?;
+        let mut up = validate_request(req)?;
+        up.protocols.retain(|p| !is_token_protocol(p));
         let head = RequestHead::of(req);
         let allowed = match &self.check_origin {
             Some(check) => check(&head),
@@ -250,7 +269,10 @@ impl Upgrader {
             deflate::server_negotiate(up.extensions.iter().map(String::as_str), cfg)
         });
         let ext_header = deflate.map(|p| p.to_string());
-        let response = accept_response(&up.key, protocol.as_deref(), ext_header.as_deref())?;
+        let mut response = accept_response(&up.key, protocol.as_deref(), ext_header.as_deref())?;
+        for (name, value) in self.response_headers.iter() {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
         Ok(Accepted {
             response,
             protocol,
@@ -369,11 +391,21 @@ where
 
     /// Upgrades: sends `101 Switching Protocols` and returns the
     /// connection, or sends the refusal (400, 403, 405, 426, with a one-line
-    /// body) and returns [`ErrorKind::Rejected`]. Bytes the client sent
-    /// right after its request are kept for the WebSocket.
+    /// body, or the authorize hook's) and returns [`ErrorKind::Rejected`].
+    /// Bytes the client sent right after its request are kept for the
+    /// WebSocket.
     pub async fn upgrade(mut self, upgrader: &Upgrader) -> Result<WebSocket<S>, Error> {
-        match upgrader.negotiate(&self.request) {
+        let negotiated = match upgrader.negotiate(&self.request) {
             Ok(acc) => {
+                let auth = upgrader.start_authorize(&self.request);
+                tokio::time::timeout_at(self.deadline, authorize(acc, auth))
+                    .await
+                    .map_err(|_| Error::new(ErrorKind::Timeout(Timeout::Handshake)))?
+            }
+            Err(rej) => Err(rej),
+        };
+        match negotiated {
+            Ok((acc, identity)) => {
                 let mut out = Vec::with_capacity(256);
                 write_response(&acc.response.map(|()| ""), &mut out);
                 let write = async {
@@ -392,6 +424,14 @@ where
                     &self.buffered,
                 );
                 ws.opened(acc.protocol, acc.deflate, self.request.uri().path());
+                let headers = upgrader
+                    .keep_request_headers
+                    .then(|| Box::new(std::mem::take(self.request.headers_mut())));
+                ws.upgrade = Some(Box::new(UpgradeInfo {
+                    target: UpgradeInfo::target_of(self.request.uri()),
+                    identity,
+                    headers,
+                }));
                 Ok(ws)
             }
             Err(rej) => {

@@ -30,8 +30,8 @@ use crate::split::WakerList;
 use crate::Config;
 use silverback_proto::extension::deflate::{DeflateParams, PerMessageDeflate};
 
-pub use pings::PongFuture;
 use pings::Pings;
+pub use pings::PongFuture;
 use timers::Timers;
 
 /// A WebSocket connection over a transport `S` (a `TcpStream`, a TLS
@@ -71,6 +71,8 @@ pub struct WebSocket<S> {
     deflate: Option<DeflateParams>,
     opened: Instant,
     span: tracing::Span,
+    /// Server side: the upgrade request's target, identity, headers.
+    pub(crate) upgrade: Option<Box<crate::request::UpgradeInfo>>,
 }
 
 /// What the async layer remembers beyond the core's state.
@@ -131,6 +133,7 @@ where
             deflate: None,
             opened: Instant::now(),
             span: tracing::Span::none(),
+            upgrade: None,
         }
     }
 

@@ -27,6 +27,9 @@ use tokio::task::JoinHandle;
 
 /// Servers and proxies for the client-side tests.
 pub mod dial;
+/// A hyper server that upgrades with `upgrade_hyper`.
+#[cfg(feature = "hyper")]
+pub mod hyper_server;
 /// Certificates made at test time (rcgen) and TLS settings.
 #[cfg(feature = "tls")]
 pub mod pki;
