@@ -2455,3 +2455,290 @@ fn queued_pieces_one_by_one_and_joined() {
     assert_eq!(frames.len(), 1);
     assert_eq!(frames[0].payload, big.to_vec());
 }
+
+// ===== the end: one answer, decided in the core ==============================
+//
+// Client/server pairs talking to each other through their output buffers:
+// who shuts the transport first (RFC 6455 §7.1.1), how each side's end
+// is reported (`Connection::end`), and what timeouts, failures and
+// end-of-stream do to it.
+
+use silverback_proto::{End, Initiator, Timeout};
+
+/// Moves everything `from` queued into `to`.
+fn pump(from: &mut Connection, to: &mut Connection) {
+    let out = from.take_data_to_send();
+    to.receive_data(&out);
+}
+
+fn pair() -> (Connection, Connection) {
+    (Connection::new(Role::Client), Connection::new(Role::Server))
+}
+
+/// `closer` closes; the other side echoes. The server shuts TCP first;
+/// the client shuts only after the server's end of stream.
+fn close_handshake(closer: Role) {
+    let (mut client, mut server) = pair();
+    let (first, second) = match closer {
+        Role::Client => (&mut client, &mut server),
+        Role::Server => (&mut server, &mut client),
+    };
+    first.close(CloseCode::GoingAway, "bye").unwrap();
+    assert!(!first.eof_to_send(), "{closer:?}: waits for the echo");
+    pump(first, second);
+    let ev = second.next_event().unwrap();
+    assert!(matches!(ev, Some(Event::Close(Some(f))) if f.code == CloseCode::GoingAway));
+    assert!(second.close_expected());
+    // The echo must leave before the write side is shut.
+    assert!(!second.eof_to_send());
+    pump(second, first);
+    assert!(matches!(first.next_event().unwrap(), Some(Event::Close(_))));
+    assert!(first.close_expected());
+
+    assert!(server.eof_to_send(), "{closer:?}: the server shuts first");
+    assert!(!client.eof_to_send(), "{closer:?}: the client waits");
+    assert_eq!(client.end(), None);
+    server.eof_sent();
+    client.receive_eof();
+    assert!(client.eof_to_send(), "{closer:?}: then the client shuts");
+    client.eof_sent();
+
+    let (client_end, server_end) = (client.end().unwrap(), server.end().unwrap());
+    for (end, role) in [(&client_end, Role::Client), (&server_end, Role::Server)] {
+        assert!(end.is_clean(), "{role:?}: {end:?}");
+        assert_eq!(end.close_code(), CloseCode::GoingAway, "{role:?}");
+        let expected = if role == closer {
+            Initiator::Local
+        } else {
+            Initiator::Remote
+        };
+        assert_eq!(end.initiator(), Some(expected), "{role:?}");
+    }
+    // The initiator's reason comes back empty in the echo; the other side
+    // reports the reason it received.
+    let reason_at = |end: &End| end.reason().to_owned();
+    let (at_closer, at_other) = match closer {
+        Role::Client => (reason_at(&client_end), reason_at(&server_end)),
+        Role::Server => (reason_at(&server_end), reason_at(&client_end)),
+    };
+    assert_eq!(at_closer, "");
+    assert_eq!(at_other, "bye");
+    assert_eq!(client.state(), State::Closed);
+    assert_eq!(server.state(), State::Closed);
+}
+
+#[test]
+fn client_closes_and_the_server_shuts_tcp_first() {
+    close_handshake(Role::Client);
+}
+
+#[test]
+fn server_closes_and_shuts_tcp_first() {
+    close_handshake(Role::Server);
+}
+
+/// End of stream without a Close frame is abnormal (1006), whoever saw it,
+/// and the write side is then shut too.
+fn eof_before_close(role: Role) {
+    let mut conn = Connection::new(role);
+    conn.receive_data(&from_peer(role, TEXT, true, b"last words"));
+    conn.receive_eof();
+    assert_eq!(conn.next_event(), Ok(Some(text("last words"))));
+    assert!(conn.eof_to_send());
+    assert_eq!(conn.end(), None, "not over until the transport is done");
+    conn.eof_sent();
+    let end = conn.end().unwrap();
+    assert_eq!(end, End::Abnormal);
+    assert_eq!(end.close_code(), CloseCode::Abnormal);
+    assert_eq!(end.initiator(), None);
+    assert_eq!(conn.send_text("too late"), Err(SendError::Closing));
+}
+
+#[test]
+fn server_eof_before_close_is_abnormal() {
+    eof_before_close(Role::Server);
+}
+
+#[test]
+fn client_eof_before_close_is_abnormal() {
+    eof_before_close(Role::Client);
+}
+
+/// Our Close was sent, the peer vanished without answering: still 1006.
+#[test]
+fn eof_after_our_close_is_abnormal() {
+    let mut conn = Connection::new(Role::Client);
+    conn.close(CloseCode::Normal, "").unwrap();
+    conn.take_data_to_send();
+    conn.receive_eof();
+    conn.eof_sent();
+    assert_eq!(conn.end(), Some(End::Abnormal));
+}
+
+/// `fail` sends one Close, stops parsing, and asks both roles to shut at
+/// once; nothing can be sent after it, not even a Close.
+fn close_after_fail(role: Role) {
+    let mut conn = Connection::new(role);
+    conn.fail(CloseCode::PolicyViolation, "go away").unwrap();
+    assert_eq!(take_close(&mut conn), (1008, "go away".into()));
+    assert!(conn.eof_to_send(), "{role:?}: a failing end shuts first");
+    assert_eq!(conn.close(CloseCode::Normal, ""), Err(SendError::Closing));
+    assert_eq!(conn.send_text("x"), Err(SendError::Closing));
+    conn.fail(CloseCode::InternalError, "again").unwrap();
+    assert!(!conn.has_data_to_send(), "{role:?}: one Close only");
+    // Input after the failure is not parsed.
+    conn.receive_data(&from_peer(role, TEXT, true, b"ignored"));
+    assert_eq!(conn.next_event(), Ok(None));
+    conn.eof_sent();
+    let end = conn.end().unwrap();
+    assert_eq!(
+        end,
+        End::Failed(CloseFrame::new(CloseCode::PolicyViolation, "go away"))
+    );
+    assert_eq!(end.close_code(), CloseCode::PolicyViolation);
+    assert_eq!(end.initiator(), Some(Initiator::Local));
+}
+
+#[test]
+fn server_close_after_fail_is_refused() {
+    close_after_fail(Role::Server);
+}
+
+#[test]
+fn client_close_after_fail_is_refused() {
+    close_after_fail(Role::Client);
+}
+
+/// Failing after our own Close keeps that Close (no second frame) and
+/// still reports the failure.
+#[test]
+fn fail_after_close_sends_nothing_more() {
+    let mut conn = Connection::new(Role::Server);
+    conn.close(CloseCode::Normal, "").unwrap();
+    conn.take_data_to_send();
+    conn.fail(CloseCode::PolicyViolation, "").unwrap();
+    assert!(!conn.has_data_to_send());
+    assert_eq!(
+        conn.close_sent(),
+        Some(&Some(CloseFrame::new(CloseCode::Normal, "")))
+    );
+    conn.eof_sent();
+    assert!(matches!(conn.end(), Some(End::Failed(f)) if f.code == CloseCode::PolicyViolation));
+}
+
+#[test]
+fn fail_refuses_a_code_that_may_not_be_sent() {
+    let mut conn = Connection::new(Role::Server);
+    assert_eq!(
+        conn.fail(CloseCode::Abnormal, ""),
+        Err(SendError::InvalidCloseCode(CloseCode::Abnormal))
+    );
+    assert_eq!(conn.state(), State::Open);
+    assert!(!conn.has_data_to_send());
+}
+
+/// A protocol error from the peer: a client shuts at once too (it does
+/// not wait for the server's FIN after failing).
+#[test]
+fn client_shuts_first_after_a_protocol_error() {
+    let mut conn = Connection::new(Role::Client);
+    conn.receive_data(&raw_from_peer(Role::Client, FIN | 0x3, b""));
+    assert_eq!(conn.next_event(), Err(ProtocolError::ReservedOpcode(3)));
+    assert_eq!(take_close(&mut conn).0, 1002);
+    assert!(conn.eof_to_send());
+    conn.eof_sent();
+    assert_eq!(
+        conn.end(),
+        Some(End::Protocol(ProtocolError::ReservedOpcode(3)))
+    );
+}
+
+/// The peer's Close arrived and then the transport broke (a reset right
+/// after the Close): the peer's code stands.
+#[test]
+fn transport_failure_after_the_peers_close_is_still_clean() {
+    let mut conn = Connection::new(Role::Server);
+    conn.receive_data(&from_peer(
+        Role::Server,
+        CLOSE,
+        true,
+        &close_payload(4001, "done"),
+    ));
+    assert!(matches!(conn.next_event(), Ok(Some(Event::Close(_)))));
+    conn.transport_failed();
+    let end = conn.end().unwrap();
+    assert!(end.is_clean());
+    assert_eq!(end.close_code(), CloseCode::from(4001));
+    assert_eq!(end.initiator(), Some(Initiator::Remote));
+}
+
+#[test]
+fn transport_failure_while_open_is_abnormal() {
+    let mut conn = Connection::new(Role::Client);
+    conn.transport_failed();
+    assert_eq!(conn.end(), Some(End::Abnormal));
+    assert_eq!(conn.state(), State::Closed);
+    assert_eq!(conn.ping(b""), Err(SendError::Closing));
+}
+
+/// Timeouts: the core queues the Close that goes with each (1011 for
+/// keepalive, 1001 for idle, none for the others) and decides the end.
+#[test]
+fn timeouts_queue_their_close_and_decide_the_end() {
+    for (which, close, code) in [
+        (
+            Timeout::Keepalive,
+            Some((1011, "keepalive ping timeout")),
+            CloseCode::InternalError,
+        ),
+        (
+            Timeout::Idle,
+            Some((1001, "idle timeout")),
+            CloseCode::Abnormal,
+        ),
+        (Timeout::Write, None, CloseCode::Abnormal),
+        (Timeout::CloseHandshake, None, CloseCode::Abnormal),
+    ] {
+        for role in [Role::Client, Role::Server] {
+            let mut conn = Connection::new(role);
+            conn.timeout(which);
+            match close {
+                Some((c, reason)) => assert_eq!(take_close(&mut conn), (c, reason.into())),
+                None => assert!(!conn.has_data_to_send(), "{which:?}"),
+            }
+            let end = conn.end().unwrap();
+            assert_eq!(end, End::Timeout(which), "{role:?}");
+            assert_eq!(end.close_code(), code, "{which:?}");
+            assert!(!end.is_clean());
+        }
+    }
+}
+
+/// A close timeout after the handshake completed (a client waiting for the
+/// server's FIN) is still a clean end; before it, a timeout.
+#[test]
+fn close_timeout_after_the_handshake_is_clean() {
+    let (mut client, mut server) = pair();
+    client.close(CloseCode::Normal, "").unwrap();
+    pump(&mut client, &mut server);
+    server.next_event().unwrap();
+    pump(&mut server, &mut client);
+    client.next_event().unwrap();
+    client.timeout(Timeout::CloseHandshake);
+    assert!(client.end().unwrap().is_clean());
+
+    let mut waiting = Connection::new(Role::Client);
+    waiting.close(CloseCode::Normal, "").unwrap();
+    waiting.timeout(Timeout::CloseHandshake);
+    assert_eq!(waiting.end(), Some(End::Timeout(Timeout::CloseHandshake)));
+}
+
+/// The first way a transport ends decides: a later report changes nothing.
+#[test]
+fn the_first_end_stands() {
+    let mut conn = Connection::new(Role::Server);
+    conn.timeout(Timeout::Write);
+    conn.transport_failed();
+    conn.eof_sent();
+    assert_eq!(conn.end(), Some(End::Timeout(Timeout::Write)));
+}
