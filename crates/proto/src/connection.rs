@@ -12,7 +12,7 @@ use crate::lifecycle::{End, Failure, Finish, Lifecycle, Timeout, Transport};
 use crate::mask::apply_mask;
 use crate::output::Output;
 use crate::utf8::Utf8Validator;
-use crate::{CloseCode, CloseFrame, Message, Utf8Bytes};
+use crate::{CloseCode, CloseFrame, Message, PreparedMessage, Utf8Bytes};
 
 /// The most input buffer space reserved ahead of a frame's payload.
 const MAX_PREALLOC: usize = 64 << 10;
@@ -711,24 +711,69 @@ impl Connection {
                 return Ok(());
             }
         }
-        if let Some(shared) =
-            shared.filter(|_| self.role == Role::Server && payload.len() >= ZERO_COPY_MIN)
-        {
-            let header = FrameHeader {
-                fin: true,
-                rsv: 0,
-                opcode,
-                mask: None,
-                payload_len: payload.len() as u64,
-            };
-            let mut head = [0u8; 14];
-            let mut cursor = &mut head[..];
-            encode_header(&mut cursor, &header);
-            let head_len = 14 - cursor.len();
-            self.output.push_shared(&head[..head_len], shared.clone());
-            return Ok(());
+        match shared {
+            Some(shared) => self.queue_frame(opcode, 0, shared),
+            None => self.write_frame(opcode, true, 0, payload),
         }
-        self.write_frame(opcode, true, 0, payload);
+        Ok(())
+    }
+
+    /// Queues a whole frame whose payload is held in a [`Bytes`]: a large
+    /// one a server sends is queued by reference, the rest copied.
+    fn queue_frame(&mut self, opcode: OpCode, rsv: u8, payload: &Bytes) {
+        if self.role != Role::Server || payload.len() < ZERO_COPY_MIN {
+            self.write_frame(opcode, true, rsv, payload);
+            return;
+        }
+        let header = FrameHeader {
+            fin: true,
+            rsv,
+            opcode,
+            mask: None,
+            payload_len: payload.len() as u64,
+        };
+        let mut head = [0u8; 14];
+        let mut cursor = &mut head[..];
+        encode_header(&mut cursor, &header);
+        let head_len = 14 - cursor.len();
+        self.output.push_shared(&head[..head_len], payload.clone());
+    }
+
+    /// Sends a [`PreparedMessage`]: encoded once for every server-side
+    /// peer with the same wire form (see its docs), no copy of a large
+    /// payload per peer. Like [`send`](Self::send) otherwise.
+    pub fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), SendError> {
+        // Without an extension, `send` shares the payload already; a client
+        // masks with a fresh key, and an extension keeping context encodes
+        // its own copy.
+        let key = match (&self.extension, self.role) {
+            (Some(ext), Role::Server) => ext.shared_encoding_key(),
+            _ => None,
+        };
+        let Some(key) = key else {
+            return self.send(prepared.message());
+        };
+        self.check_can_send()?;
+        if self.sending_fragmented.is_some() {
+            return Err(SendError::Fragmentation);
+        }
+        let ext = self.extension.as_mut().expect("checked above");
+        let (opcode, bytes) = match prepared.message() {
+            Message::Text(t) => (OpCode::Text, t.as_bytes()),
+            Message::Binary(b) => (OpCode::Binary, b),
+        };
+        let form = prepared
+            .encoded_with(key, |msg| {
+                let mut out = BytesMut::new();
+                Ok(ext
+                    .encode_with(opcode, msg.as_bytes(), &mut out, None)?
+                    .map(|rsv| (rsv, out.freeze())))
+            })
+            .map_err(SendError::Extension)?;
+        match form {
+            Some((rsv, payload)) => self.queue_frame(opcode, rsv, &payload),
+            None => self.queue_frame(opcode, 0, bytes),
+        }
         Ok(())
     }
 

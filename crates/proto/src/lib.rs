@@ -51,6 +51,7 @@ mod lifecycle;
 pub mod mask;
 mod message;
 mod output;
+mod prepared;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
@@ -59,6 +60,7 @@ pub use error::{ProtocolError, SendError};
 pub use frame::OpCode;
 pub use lifecycle::{End, Initiator, Timeout};
 pub use message::{Message, Utf8Bytes};
+pub use prepared::PreparedMessage;
 
 pub use bytes::Bytes;
 pub use http;

@@ -1277,3 +1277,124 @@ fn incompressible_message_goes_out_uncompressed_in_every_mode() {
         }
     }
 }
+
+// ===== prepared messages: compressed once per parameter set ===============
+
+use silverback_proto::PreparedMessage;
+
+/// Server peers whose compressor keeps no context share one compressed
+/// form; each client decodes it to the original message.
+#[test]
+fn prepared_message_is_compressed_once_for_peers_without_context_takeover() {
+    let cfg = DeflateConfig {
+        server_no_context_takeover: true,
+        ..DeflateConfig::default()
+    };
+    let text = json_text(4000);
+    let prepared = PreparedMessage::new(Message::text(text.clone()));
+    let mut pairs: Vec<Pair> = (0..3).map(|_| pair(cfg)).collect();
+    let mut wires = Vec::new();
+    for p in &mut pairs {
+        p.server.send_prepared(&prepared).unwrap();
+        wires.push(p.server.data_to_send().to_vec());
+        let frames = transfer(&mut p.server, &mut p.client);
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].rsv & RSV1 != 0, "compressed");
+        assert!(frames[0].payload.len() < text.len() / 2);
+        assert_eq!(
+            events(&mut p.client),
+            [Event::Message(Message::text(text.clone()))]
+        );
+    }
+    assert_eq!(prepared.encoded_forms(), 1);
+    assert!(wires.windows(2).all(|w| w[0] == w[1]), "same bytes for all");
+    // A second message on the same connections still decodes (no context
+    // was assumed).
+    let second = PreparedMessage::new(Message::text(text.clone()));
+    for p in &mut pairs {
+        p.server.send_prepared(&second).unwrap();
+        transfer(&mut p.server, &mut p.client);
+        assert_eq!(
+            events(&mut p.client),
+            [Event::Message(Message::text(text.clone()))]
+        );
+    }
+}
+
+/// Different windows are different wire forms: one each.
+#[test]
+fn prepared_message_has_one_form_per_parameter_set() {
+    let small = DeflateConfig {
+        server_no_context_takeover: true,
+        server_max_window_bits: 10,
+        ..DeflateConfig::default()
+    };
+    let large = DeflateConfig {
+        server_no_context_takeover: true,
+        ..DeflateConfig::default()
+    };
+    let text = json_text(3000);
+    let prepared = PreparedMessage::new(Message::text(text.clone()));
+    for cfg in [small, large, small, large] {
+        let mut p = pair(cfg);
+        p.server.send_prepared(&prepared).unwrap();
+        transfer(&mut p.server, &mut p.client);
+        assert_eq!(
+            events(&mut p.client),
+            [Event::Message(Message::text(text.clone()))]
+        );
+    }
+    assert_eq!(prepared.encoded_forms(), 2);
+}
+
+/// A compressor that keeps its context encodes its own copy (the bytes
+/// depend on what it sent before); the message still arrives intact, and
+/// the context is kept across prepared and ordinary messages.
+#[test]
+fn prepared_message_with_context_takeover_is_compressed_per_peer() {
+    let cfg = DeflateConfig::default();
+    assert!(!cfg.server_no_context_takeover);
+    let text = json_text(2000);
+    let prepared = PreparedMessage::new(Message::text(text.clone()));
+    let mut p = pair(cfg);
+    for _ in 0..3 {
+        p.server.send_prepared(&prepared).unwrap();
+        p.server.send(&Message::text(text.clone())).unwrap();
+        transfer(&mut p.server, &mut p.client);
+        let expected = Event::Message(Message::text(text.clone()));
+        assert_eq!(events(&mut p.client), [expected.clone(), expected]);
+    }
+    assert_eq!(prepared.encoded_forms(), 0);
+}
+
+/// Below the threshold the shared form is "as it is" (no RSV1).
+#[test]
+fn prepared_message_below_the_threshold_is_sent_as_it_is() {
+    let cfg = DeflateConfig {
+        server_no_context_takeover: true,
+        ..DeflateConfig::default()
+    };
+    let prepared = PreparedMessage::new(Message::binary(vec![7u8; 8]));
+    let mut p = pair(cfg);
+    p.server.send_prepared(&prepared).unwrap();
+    let frames = transfer(&mut p.server, &mut p.client);
+    assert_eq!(frames[0].rsv, 0);
+    assert_eq!(
+        events(&mut p.client),
+        [Event::Message(Message::binary(vec![7u8; 8]))]
+    );
+    assert_eq!(prepared.encoded_forms(), 1);
+}
+
+/// A client (masked frames) encodes its own copy, compressed.
+#[test]
+fn prepared_message_from_a_client_is_masked_and_compressed() {
+    let cfg = DeflateConfig::default();
+    let text = json_text(2000);
+    let prepared = PreparedMessage::new(Message::text(text.clone()));
+    let mut p = pair(cfg);
+    p.client.send_prepared(&prepared).unwrap();
+    let frames = transfer(&mut p.client, &mut p.server);
+    assert!(frames[0].masked && frames[0].rsv & RSV1 != 0);
+    assert_eq!(events(&mut p.server), [Event::Message(Message::text(text))]);
+}

@@ -2742,3 +2742,50 @@ fn the_first_end_stands() {
     conn.eof_sent();
     assert_eq!(conn.end(), Some(End::Timeout(Timeout::Write)));
 }
+
+// ===== prepared messages ====================================================
+
+use silverback_proto::PreparedMessage;
+
+/// Server peers without an extension: identical bytes, and a large payload
+/// is the message's own memory (no copy per peer).
+#[test]
+fn server_sends_a_prepared_message_without_copying_a_large_payload() {
+    let payload = bytes::Bytes::from(pattern(100_000));
+    let prepared = PreparedMessage::new(Message::binary(payload.clone()));
+    for _ in 0..3 {
+        let mut conn = Connection::new(Role::Server);
+        conn.send_prepared(&prepared).unwrap();
+        let mut slices = [std::io::IoSlice::new(&[]); 4];
+        let n = conn.data_to_send_vectored(&mut slices);
+        assert_eq!(n, 2, "header, then the payload by reference");
+        assert_eq!(slices[1].as_ptr(), payload.as_ptr());
+        assert_eq!(
+            conn.output_len(),
+            10 + payload.len(),
+            "a 64-bit length header"
+        );
+    }
+    assert_eq!(prepared.encoded_forms(), 0);
+}
+
+#[test]
+fn client_sends_a_prepared_message_masked() {
+    let prepared = PreparedMessage::new(Message::text("hello"));
+    let mut client = Connection::new(Role::Client);
+    let mut server = Connection::new(Role::Server);
+    client.send_prepared(&prepared).unwrap();
+    let frames = take_frames(&mut client);
+    assert_eq!(frames.len(), 1);
+    client.send_prepared(&prepared).unwrap();
+    server.receive_data(&client.take_data_to_send());
+    assert_eq!(server.next_event(), Ok(Some(text("hello"))));
+}
+
+#[test]
+fn prepared_message_after_close_is_refused() {
+    let prepared = PreparedMessage::new(Message::text("late"));
+    let mut conn = Connection::new(Role::Server);
+    conn.close(CloseCode::Normal, "").unwrap();
+    assert_eq!(conn.send_prepared(&prepared), Err(SendError::Closing));
+}

@@ -645,6 +645,16 @@ impl Extension for PerMessageDeflate {
         Ok(Some(RSV1))
     }
 
+    fn shared_encoding_key(&self) -> Option<u64> {
+        // Without context takeover each message is deflated from a fresh
+        // state: the bytes depend only on the window, level and threshold.
+        self.send_no_takeover.then(|| {
+            (u64::from(self.send_bits) << 56)
+                | (u64::from(self.level) << 48)
+                | (self.threshold as u64 & ((1 << 48) - 1))
+        })
+    }
+
     fn release_memory(&mut self) {
         if self.send_no_takeover {
             self.compressor = None;

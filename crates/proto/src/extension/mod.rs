@@ -82,4 +82,14 @@ pub trait Extension: Send + 'static {
     /// Frees memory that the next message can rebuild (e.g. a compressor
     /// without context takeover). Called for idle connections.
     fn release_memory(&mut self) {}
+
+    /// A key for this extension's output when it does not depend on the
+    /// messages sent before (no context kept between messages): two
+    /// extensions with the same key encode a message to the same bytes, so
+    /// a [`PreparedMessage`](crate::PreparedMessage) is encoded once per
+    /// key. `None` (the default): the output depends on this connection's
+    /// history, and each message is encoded by this extension.
+    fn shared_encoding_key(&self) -> Option<u64> {
+        None
+    }
 }
