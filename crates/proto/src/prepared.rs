@@ -36,11 +36,15 @@ pub struct PreparedMessage {
     inner: Arc<Inner>,
 }
 
+/// An encoded payload: its RSV bits and bytes, or `None` when the
+/// extension sends the message as it is.
+type Form = Option<(u8, Bytes)>;
+
 struct Inner {
     message: Message,
     /// Encoded payloads by extension key: the RSV bits and the bytes, or
     /// `None` when the extension sends this message as it is.
-    encoded: Mutex<Vec<(u64, Option<(u8, Bytes)>)>>,
+    encoded: Mutex<Vec<(u64, Form)>>,
 }
 
 impl PreparedMessage {
@@ -80,8 +84,8 @@ impl PreparedMessage {
     pub(crate) fn encoded_with(
         &self,
         key: u64,
-        encode: impl FnOnce(&Message) -> Result<Option<(u8, Bytes)>, ExtensionError>,
-    ) -> Result<Option<(u8, Bytes)>, ExtensionError> {
+        encode: impl FnOnce(&Message) -> Result<Form, ExtensionError>,
+    ) -> Result<Form, ExtensionError> {
         let mut forms = self.lock();
         if let Some((_, form)) = forms.iter().find(|(k, _)| *k == key) {
             return Ok(form.clone());
@@ -91,7 +95,7 @@ impl PreparedMessage {
         Ok(form)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Option<(u8, Bytes)>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Form)>> {
         // The cache holds plain data: a panic while it was held leaves it
         // consistent.
         self.inner.encoded.lock().unwrap_or_else(|e| e.into_inner())
