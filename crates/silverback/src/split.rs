@@ -190,6 +190,28 @@ where
         poll_fn(|cx| self.shared.lock().poll_flush_out(cx)).await
     }
 
+    /// Sends a [`PreparedMessage`](crate::PreparedMessage) (encoded once
+    /// for all its peers) and flushes it.
+    pub async fn send_prepared(&mut self, msg: &crate::PreparedMessage) -> Result<(), Error> {
+        {
+            let mut ws = self.shared.lock();
+            ws.check_open()?;
+            ws.conn_mut().send_prepared(msg)?;
+        }
+        self.flush().await
+    }
+
+    /// A cloneable sender for this connection; see [`WebSocket::sender`].
+    /// What it queues is written by the reader half's `recv`.
+    pub fn sender(&self) -> crate::WsSender {
+        self.shared.lock().sender()
+    }
+
+    /// Bytes queued and not yet written; see [`WebSocket::buffered_amount`].
+    pub fn buffered_amount(&self) -> usize {
+        self.shared.lock().buffered_amount()
+    }
+
     /// Closes the connection; see [`WebSocket::close`]. While the reader
     /// half is alive, it does the reading (and still receives the messages
     /// the peer sent before its Close); this call completes when the reader

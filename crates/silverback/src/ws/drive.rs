@@ -68,6 +68,8 @@ where
     /// Nothing to hand out: send what the handled input produced, then
     /// read. `Ready` when there is something new to look at.
     fn poll_wait_for_input(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // What other tasks queued leaves with the replies.
+        let more_queued = self.pull_queued(Some(cx.waker()));
         if self.conn.has_data_to_send() {
             match self.poll_write_out(cx) {
                 Poll::Ready(Err(e)) => {
@@ -79,6 +81,8 @@ where
                 Poll::Pending if self.conn.output_len() > self.config.max_write_buffer_size => {
                     return Poll::Pending;
                 }
+                // All written and more queued: take the next batch.
+                Poll::Ready(Ok(())) if more_queued => return Poll::Ready(()),
                 _ => {}
             }
         }
@@ -239,6 +243,9 @@ where
         self.flags.ended = true;
         self.timers.clear();
         self.pings.clear();
+        if let Some(queue) = self.send_queue.as_ref() {
+            queue.close();
+        }
         let end = self.conn.end();
         if let Some(guard) = self.shutdown.as_ref() {
             guard.record(end.as_ref().is_some_and(End::is_clean));

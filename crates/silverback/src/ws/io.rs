@@ -91,6 +91,9 @@ where
             // Output moved (or failed): whoever else waits to write must
             // look again; the transport only wakes the latest of us.
             self.write_wakers.wake_others(cx.waker());
+            if let Some(queue) = self.send_queue.as_ref() {
+                queue.set_unwritten(self.conn.output_len());
+            }
         }
         if res.is_ready() {
             self.timers.write_done();

@@ -10,6 +10,7 @@
 mod drive;
 mod io;
 mod pings;
+mod sender;
 mod timers;
 
 use std::fmt;
@@ -32,6 +33,8 @@ use silverback_proto::extension::deflate::{DeflateParams, PerMessageDeflate};
 
 use pings::Pings;
 pub use pings::PongFuture;
+use sender::SendQueue;
+pub use sender::{Offered, Overflow, QueueLimits, TrySendError, WsSender};
 use timers::Timers;
 
 /// A WebSocket connection over a transport `S` (a `TcpStream`, a TLS
@@ -62,6 +65,8 @@ pub struct WebSocket<S> {
     /// passes the news on to the others.
     write_wakers: WakerList,
     shutdown: Option<ShutdownGuard>,
+    /// The queue of this connection's [`WsSender`]s, once one was made.
+    send_queue: Option<std::sync::Arc<SendQueue>>,
     /// The I/O error that ended the connection, handed out once as the
     /// source of an abnormal close.
     io_error: Option<std::io::Error>,
@@ -126,6 +131,7 @@ where
             finish_wakers: WakerList::default(),
             write_wakers: WakerList::default(),
             shutdown: None,
+            send_queue: None,
             io_error: None,
             flags: Flags::default(),
             stats: Stats::default(),
