@@ -186,6 +186,34 @@ pub struct RawPeer {
     role: Role,
 }
 
+/// One frame on the wire, without an extension's RSV bits: `mask` it
+/// (as a client must) or not (as a server sends).
+///
+/// ```
+/// use silverback::{testing::encode_frame, OpCode};
+/// // RFC 6455 §5.7: a single-frame unmasked text message "Hello".
+/// assert_eq!(encode_frame(OpCode::Text, true, None, b"Hello"), b"\x81\x05Hello");
+/// ```
+pub fn encode_frame(opcode: OpCode, fin: bool, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::with_capacity(14 + payload.len());
+    encode_header(
+        &mut out,
+        &FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        },
+    );
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(key) = mask {
+        apply_mask(&mut out[start..], key);
+    }
+    out.to_vec()
+}
+
 impl RawPeer {
     /// A raw peer playing `role` on `io`: as a client, it masks the
     /// frames it sends with [`RAW_CLIENT_MASK`].
@@ -207,23 +235,7 @@ impl RawPeer {
     /// pieces or along with others.
     pub fn encode(&self, opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
         let mask = (self.role == Role::Client).then_some(RAW_CLIENT_MASK);
-        let mut out = BytesMut::with_capacity(14 + payload.len());
-        encode_header(
-            &mut out,
-            &FrameHeader {
-                fin,
-                rsv: 0,
-                opcode,
-                mask,
-                payload_len: payload.len() as u64,
-            },
-        );
-        let start = out.len();
-        out.extend_from_slice(payload);
-        if let Some(key) = mask {
-            apply_mask(&mut out[start..], key);
-        }
-        out.to_vec()
+        encode_frame(opcode, fin, mask, payload)
     }
 
     /// Writes `bytes` (anything: frames, garbage, half a frame). Waits

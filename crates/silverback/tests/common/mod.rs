@@ -146,23 +146,7 @@ pub fn server_frame(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
 
 /// A frame with an optional mask.
 pub fn frame(opcode: OpCode, fin: bool, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    encode_header(
-        &mut out,
-        &FrameHeader {
-            fin,
-            rsv: 0,
-            opcode,
-            mask,
-            payload_len: payload.len() as u64,
-        },
-    );
-    let start = out.len();
-    out.extend_from_slice(payload);
-    if let Some(key) = mask {
-        apply_mask(&mut out[start..], key);
-    }
-    out.to_vec()
+    silverback::testing::encode_frame(opcode, fin, mask, payload)
 }
 
 /// Only the (masked) header of a frame that claims `len` payload bytes.
