@@ -239,12 +239,12 @@ pub use server::{Accepted, Incoming, RequestHead, Upgrader};
 pub use shutdown::{Shutdown, ShutdownReport, Stats};
 pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
-pub use ws::{PongFuture, WebSocket};
+pub use ws::{MessageReader, MessageWriter, PongFuture, WebSocket};
 
 pub use futures_core::Stream;
 pub use silverback_proto as proto;
 pub use silverback_proto::extension::deflate::{DeflateConfig, DeflateParams, MemoryMode};
 pub use silverback_proto::handshake::server::Rejection;
 pub use silverback_proto::{
-    CloseCode, CloseFrame, End, Initiator, Message, OpCode, Role, Utf8Bytes,
+    CloseCode, CloseFrame, End, Initiator, Message, MessageKind, OpCode, Role, Utf8Bytes,
 };

@@ -10,6 +10,7 @@
 mod drive;
 mod io;
 mod pings;
+mod streaming;
 mod timers;
 
 use std::fmt;
@@ -32,6 +33,7 @@ use silverback_proto::extension::deflate::{DeflateParams, PerMessageDeflate};
 
 use pings::Pings;
 pub use pings::PongFuture;
+pub use streaming::{MessageReader, MessageWriter};
 use timers::Timers;
 
 /// A WebSocket connection over a transport `S` (a `TcpStream`, a TLS
