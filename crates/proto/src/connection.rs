@@ -12,10 +12,15 @@ use crate::lifecycle::{End, Failure, Finish, Lifecycle, Timeout, Transport};
 use crate::mask::apply_mask;
 use crate::output::Output;
 use crate::utf8::Utf8Validator;
-use crate::{CloseCode, CloseFrame, Message, PreparedMessage, Utf8Bytes};
+use crate::{CloseCode, CloseFrame, Message, MessageKind, PreparedMessage, Utf8Bytes};
 
 /// The most input buffer space reserved ahead of a frame's payload.
 const MAX_PREALLOC: usize = 64 << 10;
+
+/// Most compressed payload bytes inflated for one [`Event::Chunk`]: bounds
+/// what one chunk of a streamed compressed message holds (deflate expands
+/// at most ~1032 times).
+const STREAM_INFLATE_STEP: usize = 8 << 10;
 
 /// Payloads at least this long that a server sends from a [`Bytes`] (an
 /// echoed or forwarded [`Message`]) are queued by reference, not copied.
@@ -105,6 +110,20 @@ pub enum Event {
     /// A Close frame (`None` when it had no payload). If we had not sent a
     /// Close yet, the echo is already queued.
     Close(Option<CloseFrame>),
+    /// A piece of a data message being streamed (see
+    /// [`Connection::stream_next_message`]), in order: the payload as it
+    /// arrives (decompressed, UTF-8 checked so far for text), `fin` on the
+    /// message's last piece. The first chunk of a message may be empty
+    /// (it announces the message as soon as its first frame header is
+    /// read); later ones are empty only with `fin`.
+    Chunk {
+        /// The message's type.
+        kind: MessageKind,
+        /// The next payload bytes.
+        data: Bytes,
+        /// This is the message's last piece.
+        fin: bool,
+    },
 }
 
 /// A message being received in fragments.
@@ -113,6 +132,43 @@ struct Partial {
     /// RSV bits of the first frame (extension-encoded message when non-zero).
     rsv: u8,
     buf: BytesMut,
+    utf8: Utf8Validator,
+}
+
+/// A data message being received as [`Event::Chunk`]s.
+struct RecvStream {
+    kind: MessageKind,
+    /// RSV bits of the first frame (extension-encoded message when non-zero).
+    rsv: u8,
+    utf8: Utf8Validator,
+    /// Payload bytes handed out (or skipped) so far, after decoding.
+    size: usize,
+    /// [`Connection::cancel_stream`]: read and check the rest, emit nothing.
+    discard: bool,
+    /// A chunk of this message was emitted.
+    announced: bool,
+    /// The frame whose payload is being read, if its header was consumed.
+    frame: Option<InFrame>,
+}
+
+/// The frame of a streamed message whose payload is being read.
+#[derive(Clone, Copy)]
+struct InFrame {
+    mask: Option<[u8; 4]>,
+    /// Payload bytes of the frame already read.
+    offset: usize,
+    /// Payload bytes of the frame still to come.
+    left: usize,
+    fin: bool,
+}
+
+/// A data message being sent in pieces.
+struct SendStream {
+    opcode: OpCode,
+    /// A frame of it was queued.
+    started: bool,
+    /// The extension transforms it (decided on the first piece).
+    transformed: bool,
     utf8: Utf8Validator,
 }
 
@@ -159,6 +215,10 @@ pub struct Connection {
     /// fails the connection before the rest of the frame arrives.
     scanned: usize,
     scan_utf8: Utf8Validator,
+    /// [`stream_next_message`](Self::stream_next_message) was asked.
+    stream_next: bool,
+    recv_stream: Option<RecvStream>,
+    send_stream: Option<SendStream>,
 }
 
 impl fmt::Debug for Connection {
@@ -194,6 +254,9 @@ impl Connection {
             needed: 2,
             scanned: 0,
             scan_utf8: Utf8Validator::new(),
+            stream_next: false,
+            recv_stream: None,
+            send_stream: None,
         }
     }
 
@@ -293,6 +356,14 @@ impl Connection {
             if self.life.input_closed() {
                 return Ok(None);
             }
+            if self.recv_stream.as_ref().is_some_and(|s| s.frame.is_some()) {
+                match self.stream_payload() {
+                    Ok(Some(ev)) => return Ok(Some(ev)),
+                    Ok(None) if self.input.is_empty() => return Ok(None),
+                    Ok(None) => continue,
+                    Err(e) => return Err(self.fail_protocol(e)),
+                }
+            }
             let (header, header_len) = match decode_header(&self.input) {
                 Ok(Decoded::Header(h, n)) => (h, n),
                 Ok(Decoded::Incomplete(n)) => {
@@ -303,6 +374,10 @@ impl Connection {
             };
             if let Err(e) = self.check_header(&header) {
                 return Err(self.fail_protocol(e));
+            }
+            if (self.stream_next || self.recv_stream.is_some()) && self.streams(&header) {
+                self.start_stream_frame(&header, header_len);
+                continue;
             }
             // Checked against max_frame_size (a usize) above.
             let payload_len = header.payload_len as usize;
@@ -382,9 +457,10 @@ impl Connection {
         if h.rsv & !allowed != 0 {
             return Err(ProtocolError::ReservedBits(h.rsv));
         }
-        match (h.opcode, &self.partial) {
-            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-            (OpCode::Text | OpCode::Binary, Some(_)) => {
+        let in_message = self.partial.is_some() || self.recv_stream.is_some();
+        match (h.opcode, in_message) {
+            (OpCode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, true) => {
                 return Err(ProtocolError::ExpectedContinuation)
             }
             _ => {}
@@ -396,7 +472,11 @@ impl Connection {
             });
         }
         if !h.opcode.is_control() {
-            let so_far = self.partial.as_ref().map_or(0, |p| p.buf.len()) as u64;
+            let so_far = match (&self.partial, &self.recv_stream) {
+                (Some(p), _) => p.buf.len(),
+                (None, Some(s)) => s.size,
+                (None, None) => 0,
+            } as u64;
             if so_far + h.payload_len > self.config.max_message_size as u64 {
                 return Err(ProtocolError::MessageTooLarge {
                     max: self.config.max_message_size,
@@ -445,6 +525,7 @@ impl Connection {
                 let server = self.role == Role::Server;
                 self.life.received_close(frame.clone(), echoed, server);
                 self.partial = None;
+                self.recv_stream = None;
                 Ok(Some(Event::Close(frame)))
             }
             OpCode::Text | OpCode::Binary if h.fin && h.rsv == 0 => {
@@ -530,6 +611,176 @@ impl Connection {
         Ok(Event::Message(msg))
     }
 
+    // ----- streamed receive ----------------------------------------------
+
+    /// Asks for the next data message to be delivered as it arrives, in
+    /// [`Event::Chunk`]s, instead of assembled into one
+    /// [`Event::Message`]: memory stays bounded by what the transport
+    /// delivers at once, whatever the message's size. The same checks
+    /// apply (UTF-8 for text, failing fast with 1007;
+    /// [`Config::max_message_size`] over all fragments, 1009;
+    /// permessage-deflate decoded piece by piece, each chunk inflated from
+    /// at most 8 KiB of compressed data). Control frames between
+    /// fragments come as usual.
+    ///
+    /// It applies to one message: the next one that starts (a message
+    /// whose first frame was already received is still assembled and
+    /// comes whole). `false` withdraws the request if no message started.
+    ///
+    /// ```
+    /// use silverback_proto::{Connection, Event, MessageKind, OpCode, Role};
+    /// let mut client = Connection::new(Role::Client);
+    /// let mut server = Connection::new(Role::Server);
+    /// client.send_fragment(OpCode::Text, "caf".as_bytes(), false).unwrap();
+    /// client.send_fragment(OpCode::Continuation, "é".as_bytes(), true).unwrap();
+    /// server.receive_data(&client.take_data_to_send());
+    /// server.stream_next_message(true);
+    /// let mut text = Vec::new();
+    /// while let Some(Event::Chunk { kind, data, fin }) = server.next_event().unwrap() {
+    ///     assert_eq!(kind, MessageKind::Text);
+    ///     text.extend_from_slice(&data);
+    ///     if fin {
+    ///         break;
+    ///     }
+    /// }
+    /// assert_eq!(text, "café".as_bytes());
+    /// ```
+    pub fn stream_next_message(&mut self, on: bool) {
+        self.stream_next = on;
+    }
+
+    /// Whether a message is being received in [`Event::Chunk`]s (its
+    /// first frame came, its last did not).
+    pub fn is_streaming_message(&self) -> bool {
+        self.recv_stream.is_some()
+    }
+
+    /// Stops streaming: the rest of the message being streamed is still
+    /// read and checked (UTF-8, size, decompression) but yields no more
+    /// chunks; the message after it is assembled as usual. If no message
+    /// started, withdraws [`stream_next_message`](Self::stream_next_message).
+    ///
+    /// ```
+    /// use silverback_proto::{Connection, Event, Message, OpCode, Role};
+    /// let mut client = Connection::new(Role::Client);
+    /// let mut server = Connection::new(Role::Server);
+    /// client.send_fragment(OpCode::Binary, b"skip", false).unwrap();
+    /// server.receive_data(&client.take_data_to_send());
+    /// server.stream_next_message(true);
+    /// assert!(matches!(server.next_event().unwrap(), Some(Event::Chunk { fin: false, .. })));
+    /// server.cancel_stream();
+    /// client.send_fragment(OpCode::Continuation, b" me", true).unwrap();
+    /// client.send_text("next").unwrap();
+    /// server.receive_data(&client.take_data_to_send());
+    /// assert_eq!(server.next_event().unwrap(), Some(Event::Message(Message::text("next"))));
+    /// ```
+    pub fn cancel_stream(&mut self) {
+        self.stream_next = false;
+        if let Some(s) = self.recv_stream.as_mut() {
+            s.discard = true;
+        }
+    }
+
+    /// Whether this data frame (checked) belongs to a streamed message.
+    fn streams(&self, h: &FrameHeader) -> bool {
+        match h.opcode {
+            OpCode::Text | OpCode::Binary => self.stream_next,
+            OpCode::Continuation => self.recv_stream.is_some(),
+            _ => false,
+        }
+    }
+
+    /// Consumes the header of a streamed message's frame; its payload is
+    /// handed out as it arrives by [`stream_payload`](Self::stream_payload).
+    fn start_stream_frame(&mut self, h: &FrameHeader, header_len: usize) {
+        self.input.advance(header_len);
+        if h.opcode != OpCode::Continuation {
+            self.stream_next = false;
+            self.recv_stream = Some(RecvStream {
+                kind: if h.opcode == OpCode::Text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                },
+                rsv: h.rsv,
+                utf8: Utf8Validator::new(),
+                size: 0,
+                discard: false,
+                announced: false,
+                frame: None,
+            });
+        }
+        if let Some(s) = self.recv_stream.as_mut() {
+            s.frame = Some(InFrame {
+                mask: h.mask,
+                offset: 0,
+                // Checked against max_frame_size (a usize).
+                left: h.payload_len as usize,
+                fin: h.fin,
+            });
+        }
+    }
+
+    /// Hands out the payload of the streamed frame received so far.
+    fn stream_payload(&mut self) -> Result<Option<Event>, ProtocolError> {
+        let Some(s) = self.recv_stream.as_mut() else {
+            return Ok(None);
+        };
+        let Some(f) = s.frame.as_mut() else {
+            return Ok(None);
+        };
+        let mut n = f.left.min(self.input.len());
+        if s.rsv != 0 {
+            n = n.min(STREAM_INFLATE_STEP);
+        }
+        let mut data = self.input.split_to(n);
+        if let Some(key) = f.mask {
+            apply_mask(&mut data, rotate_key(key, f.offset));
+        }
+        f.offset += n;
+        f.left -= n;
+        let frame_done = f.left == 0;
+        let fin = frame_done && f.fin;
+        if frame_done {
+            s.frame = None;
+            self.needed = 2;
+        } else {
+            self.needed = f.left;
+        }
+        let max = self.config.max_message_size;
+        let data = if s.rsv != 0 {
+            let ext = self
+                .extension
+                .as_mut()
+                .ok_or(ProtocolError::ReservedBits(s.rsv))?;
+            let room = max.saturating_sub(s.size);
+            let mut out = BytesMut::new();
+            ext.decode(s.rsv, &data, fin, &mut out, room)
+                .map_err(ProtocolError::Extension)?;
+            if out.len() > room {
+                return Err(ProtocolError::MessageTooLarge { max });
+            }
+            out.freeze()
+        } else {
+            // The frame's declared length was checked against the limit.
+            data.freeze()
+        };
+        s.size += data.len();
+        if s.kind == MessageKind::Text {
+            s.utf8.feed(&data).map_err(|_| ProtocolError::InvalidUtf8)?;
+            if fin {
+                s.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        }
+        let emit = !s.discard && (fin || !data.is_empty() || !s.announced);
+        s.announced |= emit;
+        let kind = s.kind;
+        if fin {
+            self.recv_stream = None;
+        }
+        Ok(emit.then_some(Event::Chunk { kind, data, fin }))
+    }
+
     /// The peer broke the protocol: fail the connection with the error's
     /// close code.
     fn fail_protocol(&mut self, err: ProtocolError) -> ProtocolError {
@@ -577,6 +828,8 @@ impl Connection {
         }
         self.life.failed(cause, queued);
         self.partial = None;
+        self.recv_stream = None;
+        self.stream_next = false;
         self.input.clear();
         self.scanned = 0;
     }
@@ -788,6 +1041,9 @@ impl Connection {
         fin: bool,
     ) -> Result<(), SendError> {
         self.check_can_send()?;
+        if self.send_stream.is_some() {
+            return Err(SendError::Fragmentation);
+        }
         match (opcode, self.sending_fragmented) {
             (OpCode::Text | OpCode::Binary, None) => {}
             (OpCode::Continuation, Some(_)) => {}
@@ -802,6 +1058,137 @@ impl Connection {
         };
         self.write_frame(opcode, fin, 0, payload);
         Ok(())
+    }
+
+    /// Starts a data message sent in pieces with
+    /// [`send_message_part`](Self::send_message_part). Unlike
+    /// [`send_fragment`](Self::send_fragment), the pieces go through the
+    /// negotiated extension (permessage-deflate compresses each one). Until
+    /// its last piece, other data messages are refused
+    /// ([`SendError::Fragmentation`]); control frames may be sent between
+    /// pieces. Nothing is queued before the first piece.
+    ///
+    /// # Errors
+    /// [`SendError::Fragmentation`] if a message is already being sent in
+    /// pieces or fragments; [`SendError::Closing`] after a Close.
+    pub fn begin_message(&mut self, kind: MessageKind) -> Result<(), SendError> {
+        self.check_can_send()?;
+        if self.sending_fragmented.is_some() {
+            return Err(SendError::Fragmentation);
+        }
+        let opcode = kind.opcode();
+        self.sending_fragmented = Some(opcode);
+        self.send_stream = Some(SendStream {
+            opcode,
+            started: false,
+            transformed: false,
+            utf8: Utf8Validator::new(),
+        });
+        Ok(())
+    }
+
+    /// Queues the next piece of the message started with
+    /// [`begin_message`](Self::begin_message) as one frame (`fin` on the
+    /// last piece, which may be empty). With permessage-deflate, the first
+    /// frame has RSV1 and each frame carries the compressed bytes of its
+    /// piece, flushed so that the peer can inflate it at once.
+    ///
+    /// ```
+    /// use silverback_proto::{Connection, Event, Message, MessageKind, Role};
+    /// let mut client = Connection::new(Role::Client);
+    /// let mut server = Connection::new(Role::Server);
+    /// client.begin_message(MessageKind::Text).unwrap();
+    /// client.send_message_part(&"café".as_bytes()[..4], false).unwrap(); // "caf" + half of "é"
+    /// client.send_message_part(&"café".as_bytes()[4..], true).unwrap();
+    /// server.receive_data(&client.take_data_to_send());
+    /// assert_eq!(server.next_event().unwrap(), Some(Event::Message(Message::text("café"))));
+    /// ```
+    ///
+    /// # Errors
+    /// [`SendError::InvalidUtf8`] when a text message's bytes so far are
+    /// not UTF-8 (or, with `fin`, end inside a character): nothing is
+    /// queued and the message stays open. [`SendError::Fragmentation`]
+    /// without a message begun; [`SendError::Closing`] after a Close.
+    pub fn send_message_part(&mut self, data: &[u8], fin: bool) -> Result<(), SendError> {
+        self.check_can_send()?;
+        let Some(s) = self.send_stream.as_mut() else {
+            return Err(SendError::Fragmentation);
+        };
+        if s.opcode == OpCode::Text {
+            let mut utf8 = s.utf8.clone();
+            utf8.feed(data).map_err(|_| SendError::InvalidUtf8)?;
+            if fin {
+                utf8.finish().map_err(|_| SendError::InvalidUtf8)?;
+            }
+            s.utf8 = utf8;
+        }
+        let first = !s.started;
+        let opcode = if first {
+            s.opcode
+        } else {
+            OpCode::Continuation
+        };
+        let mut encoded = None;
+        if let Some(ext) = self.extension.as_mut().filter(|_| first || s.transformed) {
+            let mut out = BytesMut::new();
+            if let Some(rsv) = ext
+                .encode_fragment(s.opcode, data, first, fin, &mut out)
+                .map_err(SendError::Extension)?
+            {
+                s.transformed = true;
+                encoded = Some((if first { rsv } else { 0 }, out));
+            }
+        }
+        s.started = true;
+        if fin {
+            self.send_stream = None;
+            self.sending_fragmented = None;
+        }
+        match encoded {
+            Some((rsv, out)) => self.write_frame(opcode, fin, rsv, &out),
+            None => self.write_frame(opcode, fin, 0, data),
+        }
+        Ok(())
+    }
+
+    /// Whether a message begun with [`begin_message`](Self::begin_message)
+    /// awaits its last piece.
+    pub fn is_sending_message(&self) -> bool {
+        self.send_stream.is_some()
+    }
+
+    /// Abandons the message begun with [`begin_message`](Self::begin_message).
+    /// If none of its pieces was queued, it is forgotten and the connection
+    /// stays usable. Otherwise the peer holds part of it and the message
+    /// cannot be finished truthfully: the connection fails with 1011
+    /// ("message abandoned"), as [`fail`](Self::fail) does. Returns whether
+    /// it failed.
+    ///
+    /// ```
+    /// use silverback_proto::{Connection, MessageKind, Role, State};
+    /// let mut conn = Connection::new(Role::Server);
+    /// conn.begin_message(MessageKind::Binary).unwrap();
+    /// assert!(!conn.abort_message()); // nothing was sent: no harm done
+    /// conn.send_binary(b"ok").unwrap();
+    /// conn.begin_message(MessageKind::Binary).unwrap();
+    /// conn.send_message_part(b"half", false).unwrap();
+    /// assert!(conn.abort_message());
+    /// assert_eq!(conn.state(), State::Closing);
+    /// ```
+    pub fn abort_message(&mut self) -> bool {
+        let Some(s) = self.send_stream.take() else {
+            return false;
+        };
+        self.sending_fragmented = None;
+        if !s.started || self.life.close_was_sent() {
+            return false;
+        }
+        let frame = CloseFrame::new(
+            CloseCode::InternalError,
+            Utf8Bytes::from_static("message abandoned"),
+        );
+        self.fail_with(Failure::Local(frame.clone()), frame);
+        true
     }
 
     /// Sends a Ping (payload at most 125 bytes).

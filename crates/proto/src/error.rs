@@ -143,6 +143,11 @@ pub enum SendError {
     Fragmentation,
     /// The negotiated extension failed to encode.
     Extension(ExtensionError),
+    /// A piece of a text message streamed with
+    /// [`Connection::send_message_part`](crate::Connection::send_message_part)
+    /// that is not UTF-8 (or a message that ends inside a character).
+    /// Nothing was queued.
+    InvalidUtf8,
 }
 
 impl fmt::Display for SendError {
@@ -155,6 +160,7 @@ impl fmt::Display for SendError {
             Self::InvalidCloseCode(c) => write!(f, "close code {c} may not be sent"),
             Self::Fragmentation => f.write_str("fragmented message out of sequence"),
             Self::Extension(e) => write!(f, "{e}"),
+            Self::InvalidUtf8 => f.write_str("invalid UTF-8 in a text message"),
         }
     }
 }

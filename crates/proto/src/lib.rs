@@ -59,7 +59,7 @@ pub use connection::{CloseHandler, Config, Connection, Event, Role, State};
 pub use error::{ProtocolError, SendError};
 pub use frame::OpCode;
 pub use lifecycle::{End, Initiator, Timeout};
-pub use message::{Message, Utf8Bytes};
+pub use message::{Message, MessageKind, Utf8Bytes};
 pub use prepared::PreparedMessage;
 
 pub use bytes::Bytes;

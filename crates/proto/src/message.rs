@@ -115,6 +115,33 @@ impl PartialEq<&str> for Utf8Bytes {
     }
 }
 
+/// The type of a data message: text (UTF-8) or binary. What a message
+/// streamed in pieces ([`Event::Chunk`](crate::Event::Chunk),
+/// [`Connection::begin_message`](crate::Connection::begin_message)) is.
+///
+/// ```
+/// use silverback_proto::{Message, MessageKind, OpCode};
+/// assert_eq!(Message::text("hi").kind(), MessageKind::Text);
+/// assert_eq!(MessageKind::Binary.opcode(), OpCode::Binary);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// A text message: its payload is UTF-8 as a whole.
+    Text,
+    /// A binary message.
+    Binary,
+}
+
+impl MessageKind {
+    /// The opcode of the message's first frame.
+    pub fn opcode(self) -> crate::OpCode {
+        match self {
+            Self::Text => crate::OpCode::Text,
+            Self::Binary => crate::OpCode::Binary,
+        }
+    }
+}
+
 /// A complete data message.
 ///
 /// ```
@@ -140,6 +167,14 @@ impl Message {
     /// A binary message.
     pub fn binary(b: impl Into<Bytes>) -> Self {
         Self::Binary(b.into())
+    }
+
+    /// Text or binary.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Self::Text(_) => MessageKind::Text,
+            Self::Binary(_) => MessageKind::Binary,
+        }
     }
 
     /// Whether this is a text message.

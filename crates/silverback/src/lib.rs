@@ -48,6 +48,13 @@
 //! [`WebSocket::send`] sends one. Fragmented messages are reassembled for
 //! you; [`WebSocket::send_fragment`] sends one in pieces.
 //!
+//! Large messages can be streamed instead, as gorilla's `NextReader` and
+//! `NextWriter` do: [`WebSocket::recv_stream`] gives a [`MessageReader`]
+//! (`AsyncRead`) that hands out the payload as frames arrive, still
+//! checked (UTF-8, size limit) and decompressed; [`WebSocket::send_stream`]
+//! gives a [`MessageWriter`] (`AsyncWrite`) that sends fragments, still
+//! compressed. Both work with `tokio::io::copy`.
+//!
 //! ## Control frames
 //! Pings are answered with Pongs and the peer's Close is echoed, by `recv`:
 //! keep a task reading. When the peer closes, `recv` returns an [`Error`]
@@ -239,12 +246,16 @@ pub use server::{Accepted, Incoming, RequestHead, Upgrader};
 pub use shutdown::{Shutdown, ShutdownReport, Stats};
 pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
-pub use ws::{Offered, Overflow, PongFuture, QueueLimits, TrySendError, WebSocket, WsSender};
+pub use ws::{
+    MessageReader, MessageWriter, Offered, Overflow, PongFuture, QueueLimits, TrySendError,
+    WebSocket, WsSender,
+};
 
 pub use futures_core::Stream;
 pub use silverback_proto as proto;
 pub use silverback_proto::extension::deflate::{DeflateConfig, DeflateParams, MemoryMode};
 pub use silverback_proto::handshake::server::Rejection;
 pub use silverback_proto::{
-    CloseCode, CloseFrame, End, Initiator, Message, OpCode, PreparedMessage, Role, Utf8Bytes,
+    CloseCode, CloseFrame, End, Initiator, Message, MessageKind, OpCode, PreparedMessage, Role,
+    Utf8Bytes,
 };

@@ -124,6 +124,11 @@ where
         .await
     }
 
+    /// Runs `f` on the connection, locked.
+    pub(crate) fn with_ws<R>(&self, f: impl FnOnce(&mut WebSocket<S>) -> R) -> R {
+        f(&mut self.shared.lock())
+    }
+
     /// Whether `self` and `writer` came from the same [`WebSocket`].
     pub fn is_pair_of(&self, writer: &WsWriter<S>) -> bool {
         Arc::ptr_eq(&self.shared, &writer.shared)
@@ -160,6 +165,11 @@ where
     pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
         self.shared.lock().queue(&msg.into())?;
         self.flush().await
+    }
+
+    /// Runs `f` on the connection, locked.
+    pub(crate) fn with_ws<R>(&self, f: impl FnOnce(&mut WebSocket<S>) -> R) -> R {
+        f(&mut self.shared.lock())
     }
 
     /// Sends one fragment of a message; see [`WebSocket::send_fragment`].

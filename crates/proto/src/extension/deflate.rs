@@ -450,8 +450,17 @@ fn zlib_error(reason: &'static str) -> ExtensionError {
 /// Deflates `input` with a sync flush into `out`, without the final
 /// `00 00 ff ff`.
 fn deflate_into(c: &mut Compress, input: &[u8], out: &mut BytesMut) -> Result<(), ExtensionError> {
-    let start_in = c.total_in();
     let start_out = out.len();
+    deflate_sync(c, input, out)?;
+    end_message(out, start_out);
+    Ok(())
+}
+
+/// Deflates `input` into `out` with a sync flush: what is appended ends
+/// on a byte boundary with `00 00 ff ff` (or is empty when there was
+/// nothing new to flush).
+fn deflate_sync(c: &mut Compress, input: &[u8], out: &mut BytesMut) -> Result<(), ExtensionError> {
+    let start_in = c.total_in();
     out.reserve(input.len() / 2 + 64);
     loop {
         let consumed = (c.total_in() - start_in) as usize;
@@ -476,6 +485,13 @@ fn deflate_into(c: &mut Compress, input: &[u8], out: &mut BytesMut) -> Result<()
             break;
         }
     }
+    Ok(())
+}
+
+/// Ends a message's compressed data (what follows `start_out` in `out`
+/// being its last sync-flushed piece): strips the `00 00 ff ff` the peer
+/// appends back (RFC 7692 §7.2.1).
+fn end_message(out: &mut BytesMut, start_out: usize) {
     if out.len() == start_out {
         // No new input since the last flush (an empty message with context
         // takeover): zlib emits nothing, but the message must still hold
@@ -485,7 +501,6 @@ fn deflate_into(c: &mut Compress, input: &[u8], out: &mut BytesMut) -> Result<()
     } else if out[start_out..].ends_with(&TAIL) {
         out.truncate(out.len() - TAIL.len());
     }
-    Ok(())
 }
 
 /// Inflates `input` into `out`, in bounded chunks, failing with 1009 as
@@ -653,6 +668,40 @@ impl Extension for PerMessageDeflate {
                 | (u64::from(self.level) << 48)
                 | (self.threshold as u64 & ((1 << 48) - 1))
         })
+    }
+
+    /// Every streamed message is compressed (its size is not known up
+    /// front, so the threshold does not apply). Each fragment carries the
+    /// deflate output of its bytes, sync-flushed so that the peer can
+    /// inflate it at once; the last one without the trailing
+    /// `00 00 ff ff` (RFC 7692 §7.2.1). Without context takeover, the
+    /// compressor is reset after the last fragment. In shared mode, the
+    /// message is compressed with a compressor of its own (the thread's
+    /// may serve other connections between fragments), dropped at the end.
+    fn encode_fragment(
+        &mut self,
+        _opcode: OpCode,
+        payload: &[u8],
+        _first: bool,
+        fin: bool,
+        out: &mut BytesMut,
+    ) -> Result<Option<u8>, ExtensionError> {
+        let (bits, level) = (self.send_bits, self.level);
+        let c = self
+            .compressor
+            .get_or_insert_with(|| Self::new_compressor(bits, level));
+        let start_out = out.len();
+        deflate_sync(c, payload, out)?;
+        if fin {
+            end_message(out, start_out);
+            if self.send_no_takeover {
+                c.reset();
+            }
+            if self.shared {
+                self.compressor = None;
+            }
+        }
+        Ok(Some(RSV1))
     }
 
     fn release_memory(&mut self) {

@@ -6,7 +6,9 @@
 //! receive, each frame of a message whose first frame carries the
 //! extension's bits is passed through [`Extension::decode`] (streaming,
 //! with the message size limit, so a decompression bomb is stopped early);
-//! on send, each whole message goes through [`Extension::encode`].
+//! on send, each whole message goes through [`Extension::encode`], and each
+//! fragment of a message streamed in pieces through
+//! [`Extension::encode_fragment`].
 
 pub mod deflate;
 
@@ -77,6 +79,26 @@ pub trait Extension: Send + 'static {
             return Ok(None);
         }
         self.encode(opcode, payload, out)
+    }
+
+    /// Encodes one fragment of a message sent in pieces
+    /// ([`Connection::send_message_part`](crate::Connection::send_message_part))
+    /// into `out`: `first` for its first fragment, `fin` for its last (both
+    /// for a message in one piece). Returns the RSV bits to set on the
+    /// first frame; the result for the first fragment decides for the
+    /// whole message: `Ok(None)` sends every fragment as it is (and later
+    /// fragments are not passed here). The default sends streamed
+    /// messages untransformed.
+    fn encode_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        first: bool,
+        fin: bool,
+        out: &mut BytesMut,
+    ) -> Result<Option<u8>, ExtensionError> {
+        let _ = (opcode, payload, first, fin, out);
+        Ok(None)
     }
 
     /// Frees memory that the next message can rebuild (e.g. a compressor

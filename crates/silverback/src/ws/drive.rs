@@ -26,19 +26,51 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
+        self.poll_data(cx, true, |ws, ev| match ev {
+            Event::Message(m) => {
+                ws.stats.messages_in += 1;
+                Some(m)
+            }
+            // Only a `MessageReader` asks for chunks, and it holds the
+            // connection until it is dropped (which cancels the stream).
+            _ => {
+                ws.conn.cancel_stream();
+                None
+            }
+        })
+    }
+
+    /// Receives until `take` accepts a data event ([`Event::Message`] or
+    /// [`Event::Chunk`]), handling control frames, errors and the end on
+    /// the way. The end is reported as `recv` does (once) when `report`,
+    /// else as an error each time (a message cut short).
+    #[inline]
+    pub(super) fn poll_data<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        report: bool,
+        mut take: impl FnMut(&mut Self, Event) -> Option<T>,
+    ) -> Poll<Result<T, Error>> {
         loop {
             if self.conn.is_over() {
                 self.ended();
-                return Poll::Ready(Err(self.report_end()));
+                let err = if report {
+                    self.report_end()
+                } else {
+                    self.end_error()
+                };
+                return Poll::Ready(Err(err));
             }
             if self.flags.draining {
                 ready!(self.poll_finish(cx, true));
                 continue;
             }
             match self.conn.next_event() {
-                Ok(Some(Event::Message(m))) => {
-                    self.stats.messages_in += 1;
-                    return Poll::Ready(Ok(m));
+                Ok(Some(ev @ (Event::Message(_) | Event::Chunk { .. }))) => {
+                    if let Some(t) = take(self, ev) {
+                        return Poll::Ready(Ok(t));
+                    }
+                    continue;
                 }
                 Ok(Some(Event::Ping(_))) => continue,
                 Ok(Some(Event::Pong(p))) => {
@@ -55,7 +87,9 @@ where
                     ready!(self.poll_finish(cx, true));
                     continue;
                 }
-                Ok(None) if self.conn.eof_received() => {
+                // `eof_received`, or this side failed the connection (an
+                // abandoned `MessageWriter`): finish.
+                Ok(None) if self.conn.eof_received() || self.conn.close_expected() => {
                     ready!(self.poll_finish(cx, true));
                     continue;
                 }

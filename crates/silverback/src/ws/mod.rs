@@ -11,6 +11,7 @@ mod drive;
 mod io;
 mod pings;
 mod sender;
+mod streaming;
 mod timers;
 
 use std::fmt;
@@ -35,6 +36,7 @@ use pings::Pings;
 pub use pings::PongFuture;
 use sender::SendQueue;
 pub use sender::{Offered, Overflow, QueueLimits, TrySendError, WsSender};
+pub use streaming::{MessageReader, MessageWriter};
 use timers::Timers;
 
 /// A WebSocket connection over a transport `S` (a `TcpStream`, a TLS
