@@ -206,7 +206,9 @@ pub(crate) enum Finish {
 /// The two facts and the decisions drawn from them.
 #[derive(Debug)]
 pub(crate) struct Lifecycle {
-    pub(crate) life: Life,
+    /// `None` while open: what a closing connection records is boxed, so
+    /// an open one (most of them, most of the time) carries one pointer.
+    closing: Option<Box<Life>>,
     pub(crate) transport: Transport,
     /// End of stream was received from the peer.
     pub(crate) eof_received: bool,
@@ -215,15 +217,30 @@ pub(crate) struct Lifecycle {
 impl Lifecycle {
     pub(crate) fn new() -> Self {
         Self {
-            life: Life::Open,
+            closing: None,
             transport: Transport::Open,
             eof_received: false,
         }
     }
 
+    fn life(&self) -> &Life {
+        self.closing.as_deref().unwrap_or(&Life::Open)
+    }
+
+    fn set_life(&mut self, life: Life) {
+        self.closing = match life {
+            Life::Open => None,
+            life => Some(Box::new(life)),
+        };
+    }
+
+    fn take_life(&mut self) -> Life {
+        self.closing.take().map_or(Life::Open, |b| *b)
+    }
+
     /// The Close frame we sent, if any.
     pub(crate) fn close_sent(&self) -> Option<&Option<CloseFrame>> {
-        match &self.life {
+        match self.life() {
             Life::Open => None,
             Life::CloseSent(sent)
             | Life::HandshakeDone { sent, .. }
@@ -233,7 +250,7 @@ impl Lifecycle {
 
     /// The Close frame the peer sent, if any.
     pub(crate) fn close_received(&self) -> Option<&Option<CloseFrame>> {
-        match &self.life {
+        match self.life() {
             Life::HandshakeDone { received, .. } => Some(received),
             Life::Failed { received, .. } => received.as_ref(),
             Life::Open | Life::CloseSent(_) => None,
@@ -241,7 +258,7 @@ impl Lifecycle {
     }
 
     pub(crate) fn failure(&self) -> Option<&ProtocolError> {
-        match &self.life {
+        match self.life() {
             Life::Failed {
                 cause: Failure::Protocol(p),
                 ..
@@ -252,12 +269,15 @@ impl Lifecycle {
 
     /// No more frames may be sent.
     pub(crate) fn close_was_sent(&self) -> bool {
-        !matches!(self.life, Life::Open) || matches!(self.transport, Transport::Done(_))
+        !matches!(self.life(), Life::Open) || matches!(self.transport, Transport::Done(_))
     }
 
     /// No more input is parsed.
     pub(crate) fn input_closed(&self) -> bool {
-        matches!(self.life, Life::HandshakeDone { .. } | Life::Failed { .. })
+        matches!(
+            self.life(),
+            Life::HandshakeDone { .. } | Life::Failed { .. }
+        )
     }
 
     /// The closing handshake is over (or failed): the transport closes next.
@@ -267,11 +287,12 @@ impl Lifecycle {
 
     /// We sent a Close (`frame`).
     pub(crate) fn sent_close(&mut self, frame: Option<CloseFrame>, role_is_server: bool) {
-        self.life = match std::mem::replace(&mut self.life, Life::Open) {
+        let life = match self.take_life() {
             Life::Open => Life::CloseSent(frame),
             // Peer's Close came first: our echo completes the handshake.
             other => other,
         };
+        self.set_life(life);
         self.after_handshake(role_is_server);
     }
 
@@ -283,7 +304,7 @@ impl Lifecycle {
         echo: Option<Option<CloseFrame>>,
         role_is_server: bool,
     ) {
-        self.life = match std::mem::replace(&mut self.life, Life::Open) {
+        let life = match self.take_life() {
             Life::Open => Life::HandshakeDone {
                 initiator: Initiator::Remote,
                 sent: echo.flatten(),
@@ -296,13 +317,14 @@ impl Lifecycle {
             },
             other => other,
         };
+        self.set_life(life);
         self.after_handshake(role_is_server);
     }
 
     /// A server shuts TCP as soon as the handshake is done (RFC 6455
     /// §7.1.1); a client waits for the server to do it first.
     fn after_handshake(&mut self, role_is_server: bool) {
-        if role_is_server && matches!(self.life, Life::HandshakeDone { .. }) {
+        if role_is_server && matches!(self.life(), Life::HandshakeDone { .. }) {
             self.queue_eof();
         }
     }
@@ -310,7 +332,7 @@ impl Lifecycle {
     /// We fail the connection with `cause`; `sent` is the Close queued now
     /// (`None` if one was sent before).
     pub(crate) fn failed(&mut self, cause: Failure, sent: Option<CloseFrame>) {
-        if matches!(self.life, Life::Failed { .. }) {
+        if matches!(self.life(), Life::Failed { .. }) {
             return;
         }
         let received = self.close_received().cloned();
@@ -318,11 +340,11 @@ impl Lifecycle {
             Some(earlier) => earlier.clone(),
             None => sent,
         };
-        self.life = Life::Failed {
+        self.set_life(Life::Failed {
             cause,
             sent,
             received,
-        };
+        });
         self.queue_eof();
     }
 
@@ -359,7 +381,7 @@ impl Lifecycle {
                 return Some(End::Timeout(t));
             }
         }
-        Some(match (&self.life, how) {
+        Some(match (self.life(), how) {
             (
                 Life::Failed {
                     cause: Failure::Protocol(p),
