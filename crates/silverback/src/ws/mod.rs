@@ -353,9 +353,9 @@ where
     /// close TCP, as RFC 6455 §7.1.1 asks).
     ///
     /// Returns `Ok(())` once the closing handshake completed;
-    /// [`Timeout::CloseHandshake`] if the peer did not answer in time.
-    /// Calling it again, or after the peer closed, is fine: it returns how
-    /// the connection ended.
+    /// [`Timeout::CloseHandshake`](crate::Timeout::CloseHandshake) if the
+    /// peer did not answer in time. Calling it again, or after the peer
+    /// closed, is fine: it returns how the connection ended.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.start_close(code, reason)?;
         poll_fn(|cx| self.poll_finish(cx, true)).await;
