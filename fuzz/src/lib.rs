@@ -211,6 +211,7 @@ pub fn run_connection(role: Role, data: &[u8]) {
                             assert!(conn.close_sent().is_some());
                             assert!(conn.close_expected());
                         }
+                        Event::Chunk { .. } => panic!("a chunk without streaming: {ev:?}"),
                     }
                 }
                 Ok(None) => break,
