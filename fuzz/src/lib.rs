@@ -212,6 +212,7 @@ pub fn run_connection(role: Role, data: &[u8]) {
                             assert!(conn.close_expected());
                         }
                         Event::Chunk { .. } => panic!("a chunk without streaming: {ev:?}"),
+                        Event::Encoded(_) => panic!("encoded without deferred decoding"),
                     }
                 }
                 Ok(None) => break,

@@ -12,7 +12,10 @@ use crate::lifecycle::{End, Failure, Finish, Lifecycle, Timeout, Transport};
 use crate::mask::apply_mask;
 use crate::output::Output;
 use crate::utf8::Utf8Validator;
-use crate::{CloseCode, CloseFrame, Message, MessageKind, PreparedMessage, Utf8Bytes};
+use crate::{
+    CloseCode, CloseFrame, EncodedMessage, Message, MessageDecoder, MessageKind, PreparedMessage,
+    Utf8Bytes,
+};
 
 /// The most input buffer space reserved ahead of a frame's payload.
 const MAX_PREALLOC: usize = 64 << 10;
@@ -124,6 +127,9 @@ pub enum Event {
         /// This is the message's last piece.
         fin: bool,
     },
+    /// A whole compressed message to decode outside the connection (only
+    /// with [`Connection::set_defer_decoding`]).
+    Encoded(EncodedMessage),
 }
 
 /// A message being received in fragments.
@@ -133,6 +139,18 @@ struct Partial {
     rsv: u8,
     buf: BytesMut,
     utf8: Utf8Validator,
+    /// With deferred decoding: the encoded frames' payloads, kept as they
+    /// came.
+    encoded: Option<Vec<Bytes>>,
+    /// Bytes in `encoded`.
+    encoded_len: usize,
+}
+
+impl Partial {
+    /// Bytes received so far (decoded, or still encoded).
+    fn len(&self) -> usize {
+        self.buf.len() + self.encoded_len
+    }
 }
 
 /// A data message being received as [`Event::Chunk`]s.
@@ -217,6 +235,8 @@ pub struct Connection {
     scan_utf8: Utf8Validator,
     /// [`stream_next_message`](Self::stream_next_message) was asked.
     stream_next: bool,
+    /// Whole compressed messages come out as [`Event::Encoded`].
+    defer_decoding: bool,
     recv_stream: Option<RecvStream>,
     send_stream: Option<SendStream>,
 }
@@ -255,6 +275,7 @@ impl Connection {
             scanned: 0,
             scan_utf8: Utf8Validator::new(),
             stream_next: false,
+            defer_decoding: false,
             recv_stream: None,
             send_stream: None,
         }
@@ -473,7 +494,7 @@ impl Connection {
         }
         if !h.opcode.is_control() {
             let so_far = match (&self.partial, &self.recv_stream) {
-                (Some(p), _) => p.buf.len(),
+                (Some(p), _) => p.len(),
                 (None, Some(s)) => s.size,
                 (None, None) => 0,
             } as u64;
@@ -546,8 +567,10 @@ impl Connection {
                     rsv: h.rsv,
                     buf: BytesMut::new(),
                     utf8: Utf8Validator::new(),
+                    encoded: (self.defer_decoding && h.rsv != 0).then(Vec::new),
+                    encoded_len: 0,
                 };
-                self.append(&mut p, &payload, h.fin)?;
+                self.append(&mut p, payload, h.fin)?;
                 if h.fin {
                     return self.finish(p).map(Some);
                 }
@@ -558,7 +581,7 @@ impl Connection {
                 let Some(mut p) = self.partial.take() else {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
-                self.append(&mut p, &payload, h.fin)?;
+                self.append(&mut p, payload, h.fin)?;
                 if h.fin {
                     return self.finish(p).map(Some);
                 }
@@ -569,7 +592,20 @@ impl Connection {
     }
 
     /// Adds one frame's payload to a message being assembled.
-    fn append(&mut self, p: &mut Partial, payload: &[u8], fin: bool) -> Result<(), ProtocolError> {
+    fn append(
+        &mut self,
+        p: &mut Partial,
+        payload: BytesMut,
+        fin: bool,
+    ) -> Result<(), ProtocolError> {
+        if let Some(parts) = p.encoded.as_mut() {
+            // Decoded later, outside (the compressed size was checked
+            // against the limits from the header).
+            p.encoded_len += payload.len();
+            parts.push(payload.freeze());
+            return Ok(());
+        }
+        let payload = &payload[..];
         let start = p.buf.len();
         if p.rsv != 0 {
             let ext = self
@@ -601,6 +637,18 @@ impl Connection {
     }
 
     fn finish(&mut self, mut p: Partial) -> Result<Event, ProtocolError> {
+        if let Some(parts) = p.encoded.take() {
+            let kind = if p.opcode == OpCode::Text {
+                MessageKind::Text
+            } else {
+                MessageKind::Binary
+            };
+            return Ok(Event::Encoded(EncodedMessage {
+                kind,
+                rsv: p.rsv,
+                parts,
+            }));
+        }
         let data = p.buf.freeze();
         let msg = if p.opcode == OpCode::Text {
             p.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -609,6 +657,66 @@ impl Connection {
             Message::Binary(data)
         };
         Ok(Event::Message(msg))
+    }
+
+    // ----- decoding outside the connection --------------------------------
+
+    /// With `on`, a whole compressed message (whose first frame arrives
+    /// from now on) comes out of [`next_event`](Self::next_event) as an
+    /// [`Event::Encoded`], still compressed: decode it with
+    /// [`EncodedMessage::decode`] and the decoder from
+    /// [`take_decoder`](Self::take_decoder), without holding the
+    /// connection (a reader half does not block its writer half while it
+    /// inflates). Streamed messages ([`stream_next_message`](Self::stream_next_message))
+    /// are still decoded inside, a bounded piece at a time.
+    ///
+    /// ```
+    /// use silverback_proto::extension::deflate::{DeflateConfig, DeflateParams, PerMessageDeflate};
+    /// use silverback_proto::{Connection, Event, Message, Role};
+    /// let params = DeflateParams::default();
+    /// let cfg = DeflateConfig::default();
+    /// let mut client = Connection::new(Role::Client);
+    /// client.set_extension(Box::new(PerMessageDeflate::new(Role::Client, params, &cfg)));
+    /// let mut server = Connection::new(Role::Server);
+    /// server.set_extension(Box::new(PerMessageDeflate::new(Role::Server, params, &cfg)));
+    /// server.set_defer_decoding(true);
+    ///
+    /// client.send_text(&"compress me ".repeat(100)).unwrap();
+    /// server.receive_data(&client.take_data_to_send());
+    /// let Some(Event::Encoded(encoded)) = server.next_event().unwrap() else { panic!() };
+    /// let mut decoder = server.take_decoder().unwrap();
+    /// let msg = encoded.decode(&mut decoder); // without `server`
+    /// server.put_decoder(decoder);
+    /// assert_eq!(msg.unwrap(), Message::text("compress me ".repeat(100)));
+    /// ```
+    pub fn set_defer_decoding(&mut self, on: bool) {
+        self.defer_decoding = on;
+    }
+
+    /// Takes the extension's decoder out, for [`EncodedMessage::decode`];
+    /// `None` without an extension that allows it (or while it is out).
+    /// Give it back with [`put_decoder`](Self::put_decoder) before the
+    /// connection decodes again (a streamed or, without deferred
+    /// decoding, any compressed message).
+    pub fn take_decoder(&mut self) -> Option<MessageDecoder> {
+        let inner = self.extension.as_mut()?.take_decoder()?;
+        Some(MessageDecoder {
+            inner,
+            max_message_size: self.config.max_message_size,
+        })
+    }
+
+    /// Gives back the decoder taken with [`take_decoder`](Self::take_decoder).
+    pub fn put_decoder(&mut self, decoder: MessageDecoder) {
+        if let Some(ext) = self.extension.as_mut() {
+            ext.put_decoder(decoder.inner);
+        }
+    }
+
+    /// Decoding an [`EncodedMessage`] failed with `err`: fails the
+    /// connection with its close code, as if it had happened inside.
+    pub fn decoding_failed(&mut self, err: ProtocolError) {
+        self.fail_protocol(err);
     }
 
     // ----- streamed receive ----------------------------------------------

@@ -43,6 +43,7 @@
 
 pub mod close;
 mod connection;
+mod deferred;
 mod error;
 pub mod extension;
 pub mod frame;
@@ -56,6 +57,7 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use connection::{CloseHandler, Config, Connection, Event, Role, State};
+pub use deferred::{EncodedMessage, MessageDecoder};
 pub use error::{ProtocolError, SendError};
 pub use frame::OpCode;
 pub use lifecycle::{End, Initiator, Timeout};

@@ -1398,3 +1398,120 @@ fn prepared_message_from_a_client_is_masked_and_compressed() {
     assert!(frames[0].masked && frames[0].rsv & RSV1 != 0);
     assert_eq!(events(&mut p.server), [Event::Message(Message::text(text))]);
 }
+
+// ===== decoding outside the connection (deferred) ===========================
+
+/// Decodes every `Event::Encoded` outside the connection, like a reader
+/// half does; other events pass through.
+fn events_deferred(conn: &mut Connection) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Some(ev) = conn.next_event().expect("no protocol error") {
+        match ev {
+            Event::Encoded(enc) => {
+                let mut decoder = conn.take_decoder().expect("a decoder");
+                let msg = enc.decode(&mut decoder).expect("decodes");
+                conn.put_decoder(decoder);
+                out.push(Event::Message(msg));
+            }
+            ev => out.push(ev),
+        }
+    }
+    out
+}
+
+/// Whole and fragmented compressed messages in every mode (context
+/// takeover kept across messages decoded outside), uncompressed ones as
+/// usual.
+#[test]
+fn deferred_decoding_gives_the_same_messages() {
+    for role in [Role::Server, Role::Client] {
+        for (what, cfg) in configs() {
+            let text = json_text(20_000);
+            let mut conn = endpoint(role, cfg, Config::default());
+            conn.set_defer_decoding(true);
+            let mut wire = Vec::new();
+            for _ in 0..2 {
+                wire.extend(from_peer(
+                    role,
+                    FIN | RSV1 | TEXT,
+                    &peer_compress(role, &cfg, text.as_bytes()),
+                ));
+            }
+            conn.receive_data(&wire);
+            // The encoded form is what came, still compressed.
+            let Some(Event::Encoded(first)) = conn.next_event().unwrap() else {
+                panic!("{role:?} {what}: an encoded message")
+            };
+            assert!(first.encoded_len() < text.len() / 2);
+            let mut decoder = conn.take_decoder().unwrap();
+            assert!(conn.take_decoder().is_none(), "one decoder");
+            assert_eq!(
+                first.decode(&mut decoder).unwrap(),
+                Message::text(text.clone())
+            );
+            conn.put_decoder(decoder);
+            assert_eq!(
+                events_deferred(&mut conn),
+                [Event::Message(Message::text(text.clone()))],
+                "{role:?} {what}"
+            );
+
+            let payload = peer_compress(role, &cfg, text.as_bytes());
+            conn.receive_data(&fragmented(role, TEXT, &split(&payload, 5), true));
+            conn.receive_data(&from_peer(role, FIN | BINARY, b"plain"));
+            let evs = events_deferred(&mut conn);
+            assert_eq!(evs.len(), 6, "{role:?} {what}: {evs:?}");
+            assert_eq!(evs[4], Event::Message(Message::text(text.clone())));
+            assert_eq!(evs[5], Event::Message(Message::binary(&b"plain"[..])));
+        }
+    }
+}
+
+/// A bad compressed payload or one inflating past the limit: the decode
+/// fails, and `decoding_failed` fails the connection with its code.
+#[test]
+fn deferred_decoding_errors_fail_the_connection() {
+    let cfg = DeflateConfig::default();
+    for (input, code) in [
+        (vec![0xff, 0xff, 0xff, 0xff], 1007u16),
+        (
+            peer_compress(Role::Server, &cfg, &vec![b'a'; 100_000]),
+            1009,
+        ),
+    ] {
+        let mut conn = endpoint(
+            Role::Server,
+            cfg,
+            Config::default().max_message_size(10_000),
+        );
+        conn.set_defer_decoding(true);
+        conn.receive_data(&from_peer(Role::Server, FIN | RSV1 | BINARY, &input));
+        let Some(Event::Encoded(enc)) = conn.next_event().unwrap() else {
+            panic!()
+        };
+        let mut decoder = conn.take_decoder().unwrap();
+        let err = enc.decode(&mut decoder).unwrap_err();
+        conn.put_decoder(decoder);
+        assert_eq!(u16::from(err.close_code()), code, "{err:?}");
+        conn.decoding_failed(err.clone());
+        assert_eq!(conn.failure(), Some(&err));
+        let out = conn.take_data_to_send();
+        assert_eq!(close_code(&parse_frames(&out)[0].payload), code);
+        assert!(conn.eof_to_send());
+    }
+}
+
+/// The compressed size still counts against the message limit across
+/// fragments (checked from the headers, before decoding).
+#[test]
+fn deferred_decoding_keeps_the_size_limit_across_fragments() {
+    let cfg = DeflateConfig::default();
+    let mut conn = endpoint(Role::Server, cfg, Config::default().max_message_size(1000));
+    conn.set_defer_decoding(true);
+    let junk = vec![0u8; 600];
+    conn.receive_data(&fragmented(Role::Server, BINARY, &[&junk, &junk], false));
+    assert!(matches!(
+        conn.next_event(),
+        Err(ProtocolError::MessageTooLarge { max: 1000 })
+    ));
+}

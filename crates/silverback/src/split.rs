@@ -12,6 +12,7 @@ use futures_sink::Sink;
 use silverback_proto::{CloseCode, Message, OpCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::ws::Received;
 use crate::{Error, PongFuture, WebSocket};
 
 /// Tasks waiting on a connection shared by split halves (at most a few:
@@ -71,7 +72,9 @@ pub struct WsWriter<S> {
     shared: Arc<Shared<S>>,
 }
 
-pub(crate) fn split<S>(ws: WebSocket<S>) -> (WsReader<S>, WsWriter<S>) {
+pub(crate) fn split<S>(mut ws: WebSocket<S>) -> (WsReader<S>, WsWriter<S>) {
+    // The reader inflates outside the lock the writer needs.
+    ws.set_defer_decoding(true);
     let shared = Arc::new(Shared {
         ws: Mutex::new(ws),
         reader_alive: AtomicBool::new(true),
@@ -111,17 +114,44 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     /// Receives the next data message; see [`WebSocket::recv`].
+    ///
+    /// A compressed message is inflated without holding the connection:
+    /// the writer half goes on sending meanwhile.
     pub async fn recv(&mut self) -> Result<Message, Error> {
-        poll_fn(|cx| {
-            let mut ws = self.shared.lock();
-            let res = ws.poll_recv(cx);
-            if res.is_pending() {
-                // If the writer ends the connection (close timeout), wake us.
-                ws.register_finish_waker(cx.waker());
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
+        loop {
+            let received = {
+                let mut ws = self.shared.lock();
+                let res = ws.poll_recv_deferred(cx);
+                if res.is_pending() {
+                    // If the writer ends the connection (close timeout), wake us.
+                    ws.register_finish_waker(cx.waker());
+                }
+                ready!(res)?
+            };
+            let encoded = match received {
+                Received::Message(m) => return Poll::Ready(Ok(m)),
+                Received::Encoded(e) => e,
+            };
+            // The decoder is the reader's alone: taken out under the lock,
+            // used without it.
+            let decoder = self.shared.lock().conn_mut().take_decoder();
+            let decoded = match decoder {
+                Some(mut decoder) => {
+                    let decoded = encoded.decode(&mut decoder);
+                    let mut ws = self.shared.lock();
+                    ws.conn_mut().put_decoder(decoder);
+                    ws.finish_decoding(decoded)
+                }
+                None => self.shared.lock().decode_in_place(encoded),
+            };
+            if let Some(m) = decoded {
+                return Poll::Ready(Ok(m));
             }
-            res
-        })
-        .await
+        }
     }
 
     /// Runs `f` on the connection, locked.
@@ -146,10 +176,12 @@ where
         let shared = self.shared.clone();
         drop(self);
         drop(writer);
-        match Arc::try_unwrap(shared) {
+        let mut ws = match Arc::try_unwrap(shared) {
             Ok(s) => s.ws.into_inner().unwrap_or_else(|e| e.into_inner()),
             Err(_) => unreachable!("both halves were dropped"),
-        }
+        };
+        ws.set_defer_decoding(false);
+        ws
     }
 }
 
@@ -249,14 +281,13 @@ where
 {
     type Item = Result<Message, Error>;
 
+    /// As [`WebSocket`]'s: ends (`None`) after a clean close.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut ws = self.shared.lock();
-        let res = Pin::new(&mut *ws).poll_next(cx);
-        if res.is_pending() {
-            // As in `recv`: if the writer ends the connection, wake us.
-            ws.register_finish_waker(cx.waker());
+        match ready!(self.poll_recv(cx)) {
+            Ok(m) => Poll::Ready(Some(Ok(m))),
+            Err(e) if e.is_closed() => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
         }
-        res
     }
 }
 

@@ -414,3 +414,99 @@ async fn reader_dropped_during_writer_close() {
     c.expect_eof().await;
     within(server).await.unwrap().unwrap();
 }
+
+/// With permessage-deflate (both memory modes), a reader half inflates
+/// whole and fragmented messages outside the connection's lock (deferred
+/// decoding) while the writer half sends: every message arrives intact,
+/// the compression context carries across messages, a bad compressed
+/// message still fails the connection with 1007, and reunited halves
+/// decode as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reader_half_inflates_compressed_messages() {
+    use silverback::{DeflateConfig, MemoryMode};
+    for memory in [MemoryMode::Shared, MemoryMode::Dedicated] {
+        let deflate = DeflateConfig {
+            memory,
+            ..DeflateConfig::default()
+        };
+        let (server, mut client) = common::pair(
+            Upgrader::new().compression(deflate),
+            Dialer::new().compression(deflate),
+        )
+        .await;
+        assert!(server.compression().is_some());
+        let (mut reader, mut writer) = server.split();
+        let text = "compressible text, ".repeat(20_000);
+        let echo = tokio::spawn(async move {
+            let mut n = 0;
+            while let Ok(msg) = reader.recv().await {
+                writer.send(msg).await.unwrap();
+                n += 1;
+            }
+            (n, reader, writer)
+        });
+        for _ in 0..3 {
+            within(client.send(Message::text(text.clone())))
+                .await
+                .unwrap();
+        }
+        // Fragmented (the client's fragments bypass compression, so this
+        // one is not compressed: the ordinary path, mixed in).
+        within(client.send_fragment(OpCode::Text, b"frag", false))
+            .await
+            .unwrap();
+        within(client.send_fragment(OpCode::Continuation, b"ment", true))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(
+                within(client.recv()).await.unwrap(),
+                Message::text(text.clone())
+            );
+        }
+        assert_eq!(
+            within(client.recv()).await.unwrap(),
+            Message::text("fragment")
+        );
+        let sent = client.stats().bytes_out as usize;
+        assert!(sent < text.len(), "{memory:?}: compressed ({sent} bytes)");
+        within(client.close(CloseCode::Normal, "")).await.unwrap();
+        let (n, reader, writer) = within(echo).await.unwrap();
+        assert_eq!(n, 4, "{memory:?}");
+        let ws = reader.reunite(writer);
+        assert!(ws.is_closed());
+    }
+}
+
+/// A compressed message that does not inflate: the reader half (decoding
+/// outside the lock) fails the connection with 1007, as the whole socket
+/// would.
+#[tokio::test]
+async fn reader_half_fails_a_bad_compressed_message_with_1007() {
+    use silverback::DeflateConfig;
+    let (addr, server) = spawn_accept(|s| async move {
+        Upgrader::new()
+            .compression(DeflateConfig::default())
+            .upgrade(s)
+            .await
+    })
+    .await;
+    let mut peer = RawPeer::connect(addr).await;
+    let ext = [("Sec-WebSocket-Extensions", "permessage-deflate")];
+    peer.write(&upgrade_request(&addr.to_string(), &ext)).await;
+    assert_eq!(peer.read_response_head().await.status(), 101);
+    let ws = within(server).await.unwrap().unwrap();
+    assert!(ws.compression().is_some());
+    let (mut reader, _writer) = ws.split();
+    // RSV1 set (compressed), a payload that is not deflate data.
+    let mut frame = client_frame(OpCode::Binary, true, &[0xff, 0xff, 0xff, 0xff]);
+    frame[0] |= 0x40;
+    peer.write(&frame).await;
+    let err = within(reader.recv()).await.unwrap_err();
+    assert_eq!(err.close_code(), Some(CloseCode::InvalidPayload), "{err:?}");
+    let close = peer.read_close().await;
+    assert_eq!(
+        u16::from_be_bytes([close.payload[0], close.payload[1]]),
+        1007
+    );
+}

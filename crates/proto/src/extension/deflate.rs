@@ -20,7 +20,7 @@ use std::fmt;
 use bytes::BytesMut;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use super::{Extension, ExtensionError};
+use super::{Decoder, Extension, ExtensionError};
 use crate::frame::RSV1;
 use crate::{CloseCode, OpCode, Role};
 
@@ -378,6 +378,15 @@ pub struct PerMessageDeflate {
     recv_no_takeover: bool,
     shared: bool,
     compressor: Option<Compress>,
+    /// The receive side; `None` while it is taken out
+    /// ([`Extension::take_decoder`]).
+    inflater: Option<Inflater>,
+}
+
+/// The receive side of permessage-deflate.
+struct Inflater {
+    recv_no_takeover: bool,
+    shared: bool,
     decompressor: Option<Decompress>,
     /// The peer's deflate stream ended (BFINAL) inside the current
     /// message: ignore the rest of it.
@@ -416,17 +425,22 @@ impl PerMessageDeflate {
                 params.server_no_context_takeover,
             ),
         };
+        let shared = config.memory == MemoryMode::Shared && send_no_takeover && recv_no_takeover;
         Self {
             level: config.level.min(9),
             threshold: config.threshold,
             send_bits: send_bits.clamp(9, 15),
             send_no_takeover,
             recv_no_takeover,
-            shared: config.memory == MemoryMode::Shared && send_no_takeover && recv_no_takeover,
+            shared,
             compressor: None,
-            decompressor: None,
-            stream_ended: false,
-            fragmented: false,
+            inflater: Some(Inflater {
+                recv_no_takeover,
+                shared,
+                decompressor: None,
+                stream_ended: false,
+                fragmented: false,
+            }),
         }
     }
 
@@ -551,51 +565,31 @@ impl Extension for PerMessageDeflate {
 
     fn decode(
         &mut self,
-        _rsv: u8,
+        rsv: u8,
         payload: &[u8],
         fin: bool,
         out: &mut BytesMut,
         max_len: usize,
     ) -> Result<(), ExtensionError> {
-        let ended = &mut self.stream_ended;
-        let mut run = |d: &mut Decompress| -> Result<(), ExtensionError> {
-            if !*ended {
-                *ended = inflate_into(d, payload, out, max_len)?;
-            }
-            if fin && !*ended {
-                inflate_into(d, &TAIL, out, max_len)?;
-            }
-            if fin {
-                *ended = false;
-            }
-            Ok(())
-        };
-        if self.shared && fin && !self.fragmented {
-            // A whole message in one frame: inflated in one call with the
-            // thread's decompressor, left clean for the next user.
-            return SHARED_INFLATE.with(|cell| {
-                let mut slot = cell.borrow_mut();
-                let d = slot.get_or_insert_with(Self::new_decompressor);
-                let res = run(d);
-                d.reset(false);
-                res
-            });
+        match self.inflater.as_mut() {
+            Some(inflater) => inflater.decode(rsv, payload, fin, out, max_len),
+            None => Err(ExtensionError {
+                code: CloseCode::InternalError,
+                reason: "decoder in use elsewhere",
+            }),
         }
-        let d = self.decompressor.get_or_insert_with(Self::new_decompressor);
-        let res = run(d);
-        if fin && self.recv_no_takeover {
-            d.reset(false);
+    }
+
+    fn take_decoder(&mut self) -> Option<Box<dyn Decoder>> {
+        self.inflater
+            .take()
+            .map(|i| Box::new(i) as Box<dyn Decoder>)
+    }
+
+    fn put_decoder(&mut self, decoder: Box<dyn Decoder>) {
+        if let Ok(inflater) = decoder.into_any().downcast::<Inflater>() {
+            self.inflater = Some(*inflater);
         }
-        if self.shared {
-            // A message in several frames keeps its own decompressor until
-            // its last frame; then none is kept (shared mode holds no zlib
-            // state per idle connection).
-            self.fragmented = !fin && res.is_ok();
-            if !self.fragmented {
-                self.decompressor = None;
-            }
-        }
-        res
     }
 
     fn encode(
@@ -708,9 +702,66 @@ impl Extension for PerMessageDeflate {
         if self.send_no_takeover {
             self.compressor = None;
         }
-        if self.recv_no_takeover {
-            self.decompressor = None;
+        if let Some(inflater) = self.inflater.as_mut().filter(|i| i.recv_no_takeover) {
+            inflater.decompressor = None;
         }
+    }
+}
+
+impl Decoder for Inflater {
+    fn decode(
+        &mut self,
+        _rsv: u8,
+        payload: &[u8],
+        fin: bool,
+        out: &mut BytesMut,
+        max_len: usize,
+    ) -> Result<(), ExtensionError> {
+        let ended = &mut self.stream_ended;
+        let mut run = |d: &mut Decompress| -> Result<(), ExtensionError> {
+            if !*ended {
+                *ended = inflate_into(d, payload, out, max_len)?;
+            }
+            if fin && !*ended {
+                inflate_into(d, &TAIL, out, max_len)?;
+            }
+            if fin {
+                *ended = false;
+            }
+            Ok(())
+        };
+        if self.shared && fin && !self.fragmented {
+            // A whole message in one frame: inflated in one call with the
+            // thread's decompressor, left clean for the next user.
+            return SHARED_INFLATE.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                let d = slot.get_or_insert_with(PerMessageDeflate::new_decompressor);
+                let res = run(d);
+                d.reset(false);
+                res
+            });
+        }
+        let d = self
+            .decompressor
+            .get_or_insert_with(PerMessageDeflate::new_decompressor);
+        let res = run(d);
+        if fin && self.recv_no_takeover {
+            d.reset(false);
+        }
+        if self.shared {
+            // A message in several frames keeps its own decompressor until
+            // its last frame; then none is kept (shared mode holds no zlib
+            // state per idle connection).
+            self.fragmented = !fin && res.is_ok();
+            if !self.fragmented {
+                self.decompressor = None;
+            }
+        }
+        res
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
     }
 }
 

@@ -114,4 +114,36 @@ pub trait Extension: Send + 'static {
     fn shared_encoding_key(&self) -> Option<u64> {
         None
     }
+
+    /// Moves the receive side out, so that a message can be decoded
+    /// without the rest of the connection (a reader task that does not hold
+    /// the connection's lock while it inflates; see
+    /// [`Connection::set_defer_decoding`](crate::Connection::set_defer_decoding)).
+    /// `None` (the default): this extension cannot; messages are decoded
+    /// inside the connection.
+    fn take_decoder(&mut self) -> Option<Box<dyn Decoder>> {
+        None
+    }
+
+    /// Puts back what [`take_decoder`](Self::take_decoder) gave.
+    fn put_decoder(&mut self, decoder: Box<dyn Decoder>) {
+        drop(decoder);
+    }
+}
+
+/// The receive side of an [`Extension`], moved out of its connection
+/// ([`Extension::take_decoder`]).
+pub trait Decoder: Send + 'static {
+    /// Like [`Extension::decode`].
+    fn decode(
+        &mut self,
+        rsv: u8,
+        payload: &[u8],
+        fin: bool,
+        out: &mut BytesMut,
+        max_len: usize,
+    ) -> Result<(), ExtensionError>;
+
+    /// For [`Extension::put_decoder`] to take its own type back.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
 }

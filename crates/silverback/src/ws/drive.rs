@@ -13,10 +13,20 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use silverback_proto::{CloseCode, End, Event, Initiator, Message, Timeout};
+use silverback_proto::{
+    CloseCode, EncodedMessage, End, Event, Initiator, Message, ProtocolError, Timeout,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::timers::Due;
+
+/// What the reader half receives.
+pub(crate) enum Received {
+    Message(Message),
+    /// To decode without holding the connection.
+    Encoded(EncodedMessage),
+}
+
 use super::WebSocket;
 use crate::error::{Error, ErrorKind};
 use crate::shutdown::Signal;
@@ -26,7 +36,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
-        self.poll_data(cx, true, |ws, ev| match ev {
+        self.poll_data(cx, true, false, |ws, ev| match ev {
             Event::Message(m) => {
                 ws.stats.messages_in += 1;
                 Some(m)
@@ -40,8 +50,69 @@ where
         })
     }
 
-    /// Receives until `take` accepts a data event ([`Event::Message`] or
-    /// [`Event::Chunk`]), handling control frames, errors and the end on
+    /// Like `poll_recv`, but a compressed message (with deferred decoding,
+    /// see `split`) comes out still encoded, for the reader half to decode
+    /// without holding the connection; then [`finish_decoding`](Self::finish_decoding).
+    pub(crate) fn poll_recv_deferred(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Received, Error>> {
+        self.poll_data(cx, true, true, |ws, ev| match ev {
+            Event::Message(m) => {
+                ws.stats.messages_in += 1;
+                Some(Received::Message(m))
+            }
+            Event::Encoded(e) => Some(Received::Encoded(e)),
+            _ => {
+                ws.conn.cancel_stream();
+                None
+            }
+        })
+    }
+
+    /// Takes the result of decoding an encoded message outside: the
+    /// message, or `None` when it failed the connection (the next receive
+    /// reports the end).
+    pub(crate) fn finish_decoding(
+        &mut self,
+        decoded: Result<Message, ProtocolError>,
+    ) -> Option<Message> {
+        match decoded {
+            Ok(m) => {
+                self.stats.messages_in += 1;
+                Some(m)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "protocol error");
+                self.conn.decoding_failed(e);
+                None
+            }
+        }
+    }
+
+    /// Decodes an encoded message here, holding the connection (when its
+    /// decoder could not be taken out).
+    pub(crate) fn decode_in_place(&mut self, encoded: EncodedMessage) -> Option<Message> {
+        let decoded = self.decode_here(encoded);
+        self.finish_decoding(decoded)
+    }
+
+    /// Decodes an encoded message here, holding the connection.
+    fn decode_here(&mut self, encoded: EncodedMessage) -> Result<Message, ProtocolError> {
+        let mut decoder = self.conn.take_decoder().ok_or(ProtocolError::Extension(
+            silverback_proto::extension::ExtensionError {
+                code: CloseCode::InternalError,
+                reason: "no decoder",
+            },
+        ))?;
+        let res = encoded.decode(&mut decoder);
+        self.conn.put_decoder(decoder);
+        res
+    }
+
+    /// Receives until `take` accepts a data event ([`Event::Message`],
+    /// [`Event::Chunk`], and [`Event::Encoded`] if `encoded`: else it is
+    /// decoded here first), handling control frames, errors and the end on
     /// the way. The end is reported as `recv` does (once) when `report`,
     /// else as an error each time (a message cut short).
     #[inline]
@@ -49,6 +120,7 @@ where
         &mut self,
         cx: &mut Context<'_>,
         report: bool,
+        encoded: bool,
         mut take: impl FnMut(&mut Self, Event) -> Option<T>,
     ) -> Poll<Result<T, Error>> {
         loop {
@@ -66,7 +138,20 @@ where
                 continue;
             }
             match self.conn.next_event() {
-                Ok(Some(ev @ (Event::Message(_) | Event::Chunk { .. }))) => {
+                Ok(Some(Event::Encoded(e))) if !encoded => match self.decode_here(e) {
+                    Ok(m) => {
+                        if let Some(t) = take(self, Event::Message(m)) {
+                            return Poll::Ready(Ok(t));
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "protocol error");
+                        self.conn.decoding_failed(e);
+                        continue;
+                    }
+                },
+                Ok(Some(ev @ (Event::Message(_) | Event::Chunk { .. } | Event::Encoded(_)))) => {
                     if let Some(t) = take(self, ev) {
                         return Poll::Ready(Ok(t));
                     }

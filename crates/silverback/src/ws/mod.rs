@@ -32,6 +32,7 @@ use crate::split::WakerList;
 use crate::Config;
 use silverback_proto::extension::deflate::{DeflateParams, PerMessageDeflate};
 
+pub(crate) use drive::Received;
 use pings::Pings;
 pub use pings::PongFuture;
 use sender::SendQueue;
@@ -106,6 +107,12 @@ impl<S> fmt::Debug for WebSocket<S> {
 impl<S> WebSocket<S> {
     pub(crate) fn set_shutdown(&mut self, guard: ShutdownGuard) {
         self.shutdown = Some(guard);
+    }
+
+    /// Whole compressed messages come out encoded, for a reader half to
+    /// decode without holding the connection (see `split`).
+    pub(crate) fn set_defer_decoding(&mut self, on: bool) {
+        self.conn.set_defer_decoding(on);
     }
 
     pub(crate) fn wake_finish_waiters(&mut self) {

@@ -148,7 +148,7 @@ where
                 return Poll::Pending;
             };
             h.poll(cx, |ws, cx| {
-                ws.poll_data(cx, true, |ws, ev| {
+                ws.poll_data(cx, true, false, |ws, ev| {
                     ws.stats.messages_in += 1;
                     Some(match ev {
                         Event::Chunk { kind, data, fin } => (kind, data, fin),
@@ -239,7 +239,7 @@ where
                 )));
             }
             let res = ready!(this.handle.poll(cx, |ws, cx| {
-                ws.poll_data(cx, false, |_, ev| match ev {
+                ws.poll_data(cx, false, false, |_, ev| match ev {
                     Event::Chunk { data, fin, .. } if fin || !data.is_empty() => Some((data, fin)),
                     Event::Chunk { .. } => None,
                     Event::Message(m) => Some((m.into_data(), true)),
