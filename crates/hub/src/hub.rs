@@ -360,78 +360,19 @@ impl Hub {
         };
         let since = since.expect("a position");
         let history = self.inner.backplane.history(name, Some(&since)).await;
-        let mut st = topic.lock();
-        let Some(i) = st.pending.iter().position(|p| p.conn == conn) else {
-            // Unsubscribed meanwhile.
-            return Err(HubError::ConnectionClosed);
-        };
-        let pending = st.pending.swap_remove(i);
-        let history = match history {
-            Ok(h) => h,
-            Err(e) => {
-                drop(st);
-                self.inner.release(&topic).await.ok();
-                return Err(e);
-            }
-        };
-        let mut recovered = history.complete && !pending.overflowed;
-        let matched = history.position.epoch == since.epoch;
-        let mut epoch: Arc<str> = history.position.epoch.as_str().into();
-        let mut last = if matched {
-            since.offset
-        } else {
-            history.position.offset
-        };
-        let mut position = history.position.clone();
-        let mut f = Fanout::default();
-        let mut replayed = 0;
-        let mut alive = true;
-        let overflow = st.overflow.clone();
-        for p in history.publications.iter().chain(&pending.buffer) {
-            if *p.epoch != *epoch {
-                // The stream was reset while its history was fetched.
-                recovered = false;
-                epoch = p.epoch.clone();
-                last = 0;
-            }
-            if p.offset <= last {
-                continue;
-            }
-            let before = f.delivered;
-            alive = topic::offer(sender, &p.message, &overflow, &mut f);
-            if f.delivered == before || f.dropped > 0 {
-                recovered = false;
-            }
-            if !alive {
-                break;
-            }
-            replayed += 1;
-            last = p.offset;
-            position = p.position();
+        let (r, empty) = finish_recovery(
+            &topic,
+            conn,
+            sender,
+            info,
+            &since,
+            history,
+            &self.inner.counters,
+        );
+        if r.is_err() && empty {
+            self.inner.release(&topic).await.ok();
         }
-        if alive {
-            st.subs.push(Sub {
-                conn,
-                sender: sender.clone(),
-                info: Arc::new(info),
-                skip: Some((epoch, last)),
-            });
-        }
-        let empty = st.is_empty();
-        drop(st);
-        topic.counters.add(0, f);
-        self.inner.counters.add(0, f);
-        if !alive {
-            if empty {
-                self.inner.release(&topic).await.ok();
-            }
-            return Err(HubError::ConnectionClosed);
-        }
-        Ok(Some(Recovery {
-            recovered,
-            replayed,
-            position,
-        }))
+        r.map(Some)
     }
 
     /// Unsubscribes the connection of `sender` from `topic`; returns
@@ -599,6 +540,86 @@ impl Hub {
             .and_then(|o| o.history)
             .unwrap_or(self.inner.history)
     }
+}
+
+/// Replays `history` (then the live publications held meanwhile) to a
+/// pending subscriber and makes it live, under the topic's lock; returns
+/// whether the topic is left empty.
+fn finish_recovery(
+    topic: &Topic,
+    conn: u64,
+    sender: &WsSender,
+    info: SubscriberInfo,
+    since: &StreamPosition,
+    history: Result<History, HubError>,
+    hub_counters: &Counters,
+) -> (Result<Recovery, HubError>, bool) {
+    let mut st = topic.lock();
+    let Some(i) = st.pending.iter().position(|p| p.conn == conn) else {
+        // Unsubscribed meanwhile.
+        return (Err(HubError::ConnectionClosed), st.is_empty());
+    };
+    let pending = st.pending.swap_remove(i);
+    let history = match history {
+        Ok(h) => h,
+        Err(e) => return (Err(e), st.is_empty()),
+    };
+    let mut recovered = history.complete && !pending.overflowed;
+    let matched = history.position.epoch == since.epoch;
+    let mut epoch: Arc<str> = history.position.epoch.as_str().into();
+    let mut last = if matched {
+        since.offset
+    } else {
+        history.position.offset
+    };
+    let mut position = history.position.clone();
+    let mut f = Fanout::default();
+    let mut replayed = 0;
+    let mut alive = true;
+    let overflow = st.overflow.clone();
+    for p in history.publications.iter().chain(&pending.buffer) {
+        if *p.epoch != *epoch {
+            // The stream was reset while its history was fetched.
+            recovered = false;
+            epoch = p.epoch.clone();
+            last = 0;
+        }
+        if p.offset <= last {
+            continue;
+        }
+        let before = f.delivered;
+        alive = topic::offer(sender, &p.message, &overflow, &mut f);
+        if f.delivered == before || f.dropped > 0 {
+            recovered = false;
+        }
+        if !alive {
+            break;
+        }
+        replayed += 1;
+        last = p.offset;
+        position = p.position();
+    }
+    if alive {
+        st.subs.push(Sub {
+            conn,
+            sender: sender.clone(),
+            info: Arc::new(info),
+            skip: Some((epoch, last)),
+        });
+    }
+    let empty = st.is_empty();
+    drop(st);
+    topic.counters.add(0, f);
+    hub_counters.add(0, f);
+    if !alive {
+        return (Err(HubError::ConnectionClosed), empty);
+    }
+    let r = Recovery {
+        recovered,
+        replayed,
+        position,
+    };
+    (Ok(r), empty)
 }
 
 impl Inner {
