@@ -2,6 +2,8 @@
 //! do not read: their queues stay full and drop their oldest message, the
 //! steady state of `offer`).
 
+#![allow(missing_docs)] // criterion's macros
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use silverback::{testing, Message, Overflow, PreparedMessage, QueueLimits};
 use silverback_hub::Hub;

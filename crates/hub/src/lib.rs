@@ -1,4 +1,4 @@
-//! Pub/sub for [silverback](silverback) WebSockets: topics, encode-once
+//! Pub/sub for [silverback] WebSockets: topics, encode-once
 //! fan-out to bounded per-connection queues, slow-consumer policies,
 //! presence, history with offsets and epochs, and a [`Backplane`] to run
 //! on many nodes.
