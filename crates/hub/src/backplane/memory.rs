@@ -273,3 +273,96 @@ impl Backplane for MemoryBackplane {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use silverback::Message;
+
+    use super::*;
+
+    /// A node that records what it gets.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, u64)>>);
+
+    impl Delivery for Recorder {
+        fn deliver(&self, p: &Publication) {
+            lock(&self.0).push((p.topic.to_string(), p.offset));
+        }
+    }
+
+    fn msg(s: &str) -> PreparedMessage {
+        PreparedMessage::new(Message::text(s.to_owned()))
+    }
+
+    #[tokio::test]
+    async fn offsets_are_dense_per_topic_and_delivered_in_order_to_interested_nodes() {
+        let bp = MemoryBackplane::new();
+        let rec = Arc::new(Recorder::default());
+        bp.attach(rec.clone()).unwrap();
+        assert!(bp.attach(rec.clone()).is_err(), "one hub per node");
+        let keep = HistoryLimits::new(10, None);
+        bp.subscribe("a").await.unwrap();
+        for (t, expect) in [("a", 1), ("b", 1), ("a", 2), ("a", 3), ("b", 2)] {
+            let pos = bp.publish(t, msg("x"), keep).await.unwrap();
+            assert_eq!(pos.offset, expect);
+        }
+        let got = lock(&rec.0).clone();
+        assert_eq!(got, [("a".into(), 1), ("a".into(), 2), ("a".into(), 3)]);
+        bp.unsubscribe("a").await.unwrap();
+        bp.publish("a", msg("x"), keep).await.unwrap();
+        assert_eq!(lock(&rec.0).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn history_says_whether_it_is_complete() {
+        let bp = MemoryBackplane::new();
+        let keep = HistoryLimits::new(2, None);
+        let mut last = StreamPosition::default();
+        for _ in 0..4 {
+            last = bp.publish("t", msg("x"), keep).await.unwrap();
+        }
+        let at = |o| StreamPosition::new(o, last.epoch.clone());
+        let h = bp.history("t", Some(&at(2))).await.unwrap();
+        assert!(h.complete);
+        assert_eq!(
+            h.publications.iter().map(|p| p.offset).collect::<Vec<_>>(),
+            [3, 4]
+        );
+        assert!(!bp.history("t", Some(&at(1))).await.unwrap().complete);
+        assert!(bp.history("t", Some(&at(4))).await.unwrap().complete);
+        // From the future, or another epoch: not complete, nothing given.
+        for bad in [at(5), StreamPosition::new(2, "other")] {
+            let h = bp.history("t", Some(&bad)).await.unwrap();
+            assert!(!h.complete && h.publications.is_empty());
+            assert_eq!(h.position, last);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_stream_goes_and_comes_back_in_a_new_epoch() {
+        let bp = MemoryBackplane::new();
+        let a = bp
+            .publish("t", msg("x"), HistoryLimits::NONE)
+            .await
+            .unwrap();
+        assert_eq!(bp.streams(), 0, "no history, no interest: nothing kept");
+        let b = bp
+            .publish("t", msg("x"), HistoryLimits::NONE)
+            .await
+            .unwrap();
+        assert_eq!((a.offset, b.offset), (1, 1));
+        assert_ne!(a.epoch, b.epoch);
+        // With history, it stays.
+        bp.publish("t", msg("x"), HistoryLimits::new(1, None))
+            .await
+            .unwrap();
+        let c = bp
+            .publish("t", msg("x"), HistoryLimits::new(1, None))
+            .await
+            .unwrap();
+        assert_eq!(c.offset, 2);
+        assert_eq!(bp.streams(), 1);
+    }
+}
