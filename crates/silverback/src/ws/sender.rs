@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
@@ -143,7 +143,12 @@ pub(crate) struct SendQueue {
     room: Notify,
     /// Bytes in the connection's output not yet written.
     unwritten: AtomicUsize,
+    /// See [`WsSender::connection_id`].
+    id: u64,
 }
+
+/// The next [`WsSender::connection_id`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl SendQueue {
     fn new(limits: QueueLimits) -> Self {
@@ -157,6 +162,7 @@ impl SendQueue {
             }),
             room: Notify::new(),
             unwritten: AtomicUsize::new(0),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -415,6 +421,13 @@ impl WsSender {
     /// Whether both senders send on the same connection.
     pub fn same_connection(&self, other: &WsSender) -> bool {
         Arc::ptr_eq(&self.queue, &other.queue)
+    }
+
+    /// An identifier of the connection's queue, the same for every handle
+    /// on it and never reused in the process (a key for maps of
+    /// connections, e.g. a pub/sub hub's subscribers).
+    pub fn connection_id(&self) -> u64 {
+        self.queue.id
     }
 }
 
