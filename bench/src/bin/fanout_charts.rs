@@ -124,8 +124,7 @@ fn latency_chart(path: &Path, servers: &[Server], rows: &[Value]) -> Result<()> 
         .iter()
         .map(|p| p.1)
         .fold(f64::INFINITY, f64::min)
-        .min(1e6)
-        .max(1.0)
+        .clamp(1.0, 1e6)
         / 2.0;
     let y_max = all.iter().map(|p| p.1).fold(10.0, f64::max) * 2.0;
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
@@ -199,8 +198,7 @@ fn rooms_chart(path: &Path, servers: &[Server], rows: &[Value]) -> Result<()> {
         .iter()
         .map(|p| p.1)
         .fold(f64::INFINITY, f64::min)
-        .min(1e6)
-        .max(1.0)
+        .clamp(1.0, 1e6)
         / 2.0;
     let y_max = all.iter().map(|p| p.1).fold(10.0, f64::max) * 2.0;
     let root = SVGBackend::new(path, (640, 420)).into_drawing_area();

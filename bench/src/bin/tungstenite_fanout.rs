@@ -49,6 +49,8 @@ fn topics_of(req: &Request) -> Vec<String> {
     topics
 }
 
+// The handshake callback's error type (an HTTP response) is tungstenite's.
+#[allow(clippy::result_large_err)]
 async fn handle_connection(stream: TcpStream, registry: Topics) -> Result<()> {
     let mut names = Vec::new();
     let ws = tokio_tungstenite::accept_hdr_async(stream, |req: &Request, resp: Response| {

@@ -436,7 +436,7 @@ async fn run_local(args: &BenchArgs) -> anyhow::Result<FanoutReport> {
     };
     {
         let h = shared.hist.borrow();
-        if h.len() > 0 {
+        if !h.is_empty() {
             r.p50_us = h.value_at_quantile(0.5) as f64 / 1e3;
             r.p99_us = h.value_at_quantile(0.99) as f64 / 1e3;
             r.p999_us = h.value_at_quantile(0.999) as f64 / 1e3;
@@ -632,7 +632,7 @@ async fn write_loop(
     let mut out = BytesMut::with_capacity(4096);
     // Warm-up: the room's first member (the fan-out publisher) publishes
     // warm-up messages until the whole room has one.
-    if conn.id as usize % shared.members == 0 {
+    if (conn.id as usize).is_multiple_of(shared.members) {
         while shared.room_warmed[conn.room].get() < shared.members
             && shared.phase.get() == Phase::Warmup
         {
