@@ -119,6 +119,43 @@ struct Track {
     unique: u64,
 }
 
+/// What one arrival was, for its publisher's sequence.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    /// Higher than any before (gaps are counted as lost at the end).
+    InOrder,
+    /// Lower than one already seen, and not seen before.
+    Late,
+    /// Seen before (within the last `WINDOW` sequence numbers).
+    Duplicate,
+}
+
+impl Track {
+    fn observe(&mut self, seq: u64) -> Seen {
+        let seen = if seq >= self.next {
+            let shift = seq - self.next + 1;
+            self.seen = if shift >= WINDOW {
+                0
+            } else {
+                self.seen << shift
+            } | 1;
+            self.next = seq + 1;
+            Seen::InOrder
+        } else {
+            let k = self.next - 1 - seq;
+            if k < WINDOW {
+                if self.seen & (1 << k) != 0 {
+                    return Seen::Duplicate;
+                }
+                self.seen |= 1 << k;
+            }
+            Seen::Late
+        };
+        self.unique += 1;
+        seen
+    }
+}
+
 /// One connection, shared by its reader task, its writer task and the
 /// report.
 struct Conn {
@@ -588,24 +625,14 @@ fn on_message(conn: &Conn, shared: &Shared, head: &[u8], now: u64) {
         conn.errors.set(conn.errors.get() + 1);
         return;
     };
-    let mut tracks = conn.tracks.borrow_mut();
-    let t = &mut tracks[slot];
-    if seq >= t.next {
-        let shift = seq - t.next + 1;
-        t.seen = if shift >= 128 { 0 } else { t.seen << shift } | 1;
-        t.next = seq + 1;
-    } else {
-        let k = t.next - 1 - seq;
-        if k < WINDOW && t.seen & (1 << k) != 0 {
+    match conn.tracks.borrow_mut()[slot].observe(seq) {
+        Seen::InOrder => {}
+        Seen::Late => conn.out_of_order.set(conn.out_of_order.get() + 1),
+        Seen::Duplicate => {
             conn.duplicated.set(conn.duplicated.get() + 1);
             return;
         }
-        if k < WINDOW {
-            t.seen |= 1 << k;
-        }
-        conn.out_of_order.set(conn.out_of_order.get() + 1);
     }
-    t.unique += 1;
     shared.received_total.set(shared.received_total.get() + 1);
     conn.deliveries.set(conn.deliveries.get() + 1);
     if now >= shared.from_ns.get() && now <= shared.to_ns.get() {
@@ -744,5 +771,32 @@ pub fn print_report(r: &FanoutReport) {
             "server CPU: {s:.2}s ({p:.0}% of a core), {} per delivery",
             per(r.server_cpu_us_per_delivery)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn track_tells_gaps_late_arrivals_and_duplicates() {
+        let mut t = Track::default();
+        assert_eq!(t.observe(0), Seen::InOrder);
+        assert_eq!(t.observe(1), Seen::InOrder);
+        assert_eq!(t.observe(4), Seen::InOrder); // 2 and 3 missing
+        assert_eq!(t.observe(2), Seen::Late);
+        assert_eq!(t.observe(2), Seen::Duplicate);
+        assert_eq!(t.observe(4), Seen::Duplicate);
+        assert_eq!(t.observe(1000), Seen::InOrder); // the window moves on
+        assert_eq!(t.observe(3), Seen::Late); // too old to tell: counted once
+        assert_eq!(t.observe(1000), Seen::Duplicate);
+        assert_eq!(t.unique, 6);
+        assert_eq!(t.next, 1001);
+    }
+
+    #[test]
+    fn topic_is_added_to_the_query() {
+        assert_eq!(topic_url("ws://h/ws", "a"), "ws://h/ws?topic=a");
+        assert_eq!(topic_url("ws://h/ws?x=1", "a"), "ws://h/ws?x=1&topic=a");
     }
 }
