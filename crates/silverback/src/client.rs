@@ -88,11 +88,6 @@ impl Dialer {
         self
     }
 
-    /// The connection settings.
-    pub fn get_config(&self) -> &Config {
-        &self.config
-    }
-
     /// See [`Config::handshake_timeout`]: bounds dialing, proxy, TLS and
     /// the HTTP upgrade together (for each hop when redirects are
     /// followed).
