@@ -198,7 +198,8 @@
 //! [`DeflateConfig::shared`] (no context takeover, compressors shared per
 //! thread: the least memory). `max_message_size` applies to the inflated
 //! size, checked while inflating, so a decompression bomb ends with 1009.
-//! [`WebSocket::send_compressed`] overrides the choice per message.
+//! [`WebSocket::send_with`] overrides the choice per message
+//! ([`Compression::Always`] or [`Compression::Never`]).
 //!
 //! ```
 //! use silverback::{DeflateConfig, Upgrader};
@@ -239,7 +240,7 @@ pub use server::{Accepted, Incoming, RequestHead, Upgrader};
 pub use shutdown::{Shutdown, ShutdownReport, Stats};
 pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
-pub use ws::{PongFuture, WebSocket};
+pub use ws::{Compression, PongFuture, WebSocket};
 
 pub use futures_core::Stream;
 pub use silverback_proto as proto;

@@ -12,7 +12,7 @@ use futures_sink::Sink;
 use silverback_proto::{CloseCode, Message, OpCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::{Error, PongFuture, WebSocket};
+use crate::{Compression, Error, PongFuture, WebSocket};
 
 /// Tasks waiting on a connection shared by split halves (at most a few:
 /// the reader, the writer, and whoever they hand the news to).
@@ -159,6 +159,17 @@ where
     /// half's, and the reader may be busy elsewhere for any time.
     pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
         self.shared.lock().queue(&msg.into())?;
+        self.flush().await
+    }
+
+    /// Sends a message, choosing whether it is compressed, and flushes it;
+    /// see [`WebSocket::send_with`].
+    pub async fn send_with(
+        &mut self,
+        msg: impl Into<Message>,
+        compression: Compression,
+    ) -> Result<(), Error> {
+        self.shared.lock().queue_with(&msg.into(), compression)?;
         self.flush().await
     }
 

@@ -75,6 +75,31 @@ pub struct WebSocket<S> {
     pub(crate) upgrade: Option<Box<crate::request::UpgradeInfo>>,
 }
 
+/// Whether one message is compressed: see [`WebSocket::send_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Compression {
+    /// As configured: compressed from the size threshold on, and only if
+    /// that makes it smaller. What [`WebSocket::send`] does.
+    #[default]
+    Auto,
+    /// Compressed, whatever its size.
+    Always,
+    /// Sent as it is.
+    Never,
+}
+
+impl Compression {
+    /// The core's per-message override.
+    fn transform(self) -> Option<bool> {
+        match self {
+            Self::Auto => None,
+            Self::Always => Some(true),
+            Self::Never => Some(false),
+        }
+    }
+}
+
 /// What the async layer remembers beyond the core's state.
 #[derive(Debug, Default, Clone, Copy)]
 struct Flags {
@@ -277,16 +302,42 @@ where
         Ok(())
     }
 
-    /// Like [`send`](Self::send), choosing compression for this message:
-    /// `true` compresses it even below the size threshold (or when it does
-    /// not shrink), `false` sends it as it is. Without negotiated
-    /// compression, the same as `send`.
-    pub async fn send_compressed(
+    /// Like [`send`](Self::send), choosing whether this message is
+    /// compressed with permessage-deflate:
+    ///
+    /// - [`Compression::Auto`]: what `send` does: compressed when at least
+    ///   the [`DeflateConfig`](crate::DeflateConfig) threshold long, and
+    ///   sent as it is if deflating did not make it smaller;
+    /// - [`Compression::Always`]: compressed whatever its size (even if it
+    ///   grows);
+    /// - [`Compression::Never`]: sent as it is (e.g. data already
+    ///   compressed, or a secret next to attacker-chosen text in one
+    ///   compression context, the BREACH/CRIME concern).
+    ///
+    /// Without negotiated compression (the peer did not accept it, or
+    /// [`Config::compression`](crate::Config::compression()) is off), the
+    /// choice is ignored: every message goes uncompressed, as RFC 7692
+    /// requires, and this is not an error.
+    /// [`compression`](Self::compression) says what was negotiated.
+    ///
+    /// ```
+    /// use silverback::{testing, Compression, Config, DeflateConfig, Message};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), silverback::Error> {
+    /// // In memory, without a handshake: nothing negotiated.
+    /// let (mut client, mut server) = testing::pair(Config::default(), Config::default());
+    /// assert!(client.compression().is_none());
+    /// client.send_with(Message::text("sent as it is"), Compression::Always).await?;
+    /// assert_eq!(server.recv().await?, Message::text("sent as it is"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_with(
         &mut self,
         msg: impl Into<Message>,
-        compress: bool,
+        compression: Compression,
     ) -> Result<(), Error> {
-        self.queue_with(&msg.into(), Some(compress))?;
+        self.queue_with(&msg.into(), compression)?;
         if self.should_flush() {
             self.flush().await?;
         }
@@ -368,19 +419,19 @@ where
     }
 
     pub(crate) fn queue(&mut self, msg: &Message) -> Result<(), Error> {
-        self.queue_with(msg, None)
+        self.queue_with(msg, Compression::Auto)
     }
 
     pub(crate) fn queue_with(
         &mut self,
         msg: &Message,
-        compress: Option<bool>,
+        compression: Compression,
     ) -> Result<(), Error> {
         self.check_open()?;
         if self.conn.output_len() > self.config.max_write_buffer_size {
             return Err(Error::new(ErrorKind::WriteBufferFull));
         }
-        self.conn.send_with(msg, compress)?;
+        self.conn.send_with(msg, compression.transform())?;
         self.stats.messages_out += 1;
         Ok(())
     }
