@@ -54,6 +54,12 @@
 //! for which [`Error::is_closed`] is true, with the peer's code and reason
 //! in [`Error::close_frame`].
 //!
+//! Like gorilla's `SetPingHandler`/`SetPongHandler`, [`WebSocket::on_ping`]
+//! and [`WebSocket::on_pong`] see each Ping and Pong as it is handled
+//! (and [`WebSocket::on_close`] picks the answer to the peer's Close). With
+//! [`Config::auto_pong`] off, pings are not answered for you: reply with
+//! [`WebSocket::pong`]. [`WebSocket::ping`] returns a future of the Pong.
+//!
 //! ## Concurrency
 //! One reader and one writer at a time: `recv` takes `&mut self`, as do
 //! `send` and `close`. To read and write from two tasks, [`WebSocket::split`]

@@ -124,6 +124,25 @@ where
         .await
     }
 
+    /// Sets the ping hook; see [`WebSocket::on_ping`]. It runs in this
+    /// half's task, while it receives.
+    pub fn on_ping<F>(&mut self, hook: F)
+    where
+        F: FnMut(&[u8]) + Send + 'static,
+    {
+        self.shared.lock().on_ping(hook);
+    }
+
+    /// Sets the pong hook; see [`WebSocket::on_pong`]. It runs in this
+    /// half's task, while it receives (or in the writer's, when it closes
+    /// alone).
+    pub fn on_pong<F>(&mut self, hook: F)
+    where
+        F: FnMut(&[u8]) + Send + 'static,
+    {
+        self.shared.lock().on_pong(hook);
+    }
+
     /// Whether `self` and `writer` came from the same [`WebSocket`].
     pub fn is_pair_of(&self, writer: &WsWriter<S>) -> bool {
         Arc::ptr_eq(&self.shared, &writer.shared)
@@ -194,6 +213,15 @@ where
         let pong = self.shared.lock().queue_ping(payload)?;
         self.flush().await?;
         Ok(pong)
+    }
+
+    /// Sends a Pong and flushes it; see [`WebSocket::pong`]. With
+    /// [`Config::auto_pong`](crate::Config::auto_pong()) off, this is how
+    /// the writer task answers the pings the reader's
+    /// [ping hook](WsReader::on_ping) reports.
+    pub async fn pong(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.shared.lock().queue_pong(payload)?;
+        self.flush().await
     }
 
     /// Writes out everything queued.

@@ -40,9 +40,12 @@ where
                     self.stats.messages_in += 1;
                     return Poll::Ready(Ok(m));
                 }
-                Ok(Some(Event::Ping(_))) => continue,
+                Ok(Some(Event::Ping(p))) => {
+                    self.ping_received(&p);
+                    continue;
+                }
                 Ok(Some(Event::Pong(p))) => {
-                    self.pings.pong(&p);
+                    self.pong_received(&p);
                     continue;
                 }
                 Ok(Some(Event::Close(frame))) => {
@@ -189,7 +192,7 @@ where
         while let Ok(Some(ev)) = self.conn.next_event() {
             match ev {
                 Event::Close(frame) => tracing::debug!(?frame, "received Close"),
-                Event::Pong(p) => self.pings.pong(&p),
+                Event::Pong(p) => self.pong_received(&p),
                 _ => {}
             }
         }

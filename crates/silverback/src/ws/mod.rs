@@ -73,6 +73,18 @@ pub struct WebSocket<S> {
     span: tracing::Span,
     /// Server side: the upgrade request's target, identity, headers.
     pub(crate) upgrade: Option<Box<crate::request::UpgradeInfo>>,
+    /// Ping and Pong hooks: one pointer while none is set.
+    hooks: Option<Box<Hooks>>,
+}
+
+/// A ping or pong hook: gets the control frame's payload.
+type Hook = Box<dyn FnMut(&[u8]) + Send>;
+
+/// The application's ping and pong hooks.
+#[derive(Default)]
+struct Hooks {
+    ping: Option<Hook>,
+    pong: Option<Hook>,
 }
 
 /// Whether one message is compressed: see [`WebSocket::send_with`].
@@ -159,6 +171,7 @@ where
             opened: Instant::now(),
             span: tracing::Span::none(),
             upgrade: None,
+            hooks: None,
         }
     }
 
@@ -225,6 +238,116 @@ where
         F: FnMut(Option<&CloseFrame>) -> CloseFrame + Send + 'static,
     {
         self.conn.set_close_handler(Box::new(handler));
+    }
+
+    /// Calls `hook` with the payload of every Ping received, like
+    /// gorilla's `SetPingHandler`, replacing the previous ping hook.
+    ///
+    /// The hook runs in the task that receives ([`recv`](Self::recv), the
+    /// [`Stream`] impl or the [`WsReader`](crate::WsReader)), synchronously
+    /// while the Ping is handled, before `recv` returns its next message:
+    /// keep it short and never block in it. With
+    /// [`Config::auto_pong`](crate::Config::auto_pong()) on (the default)
+    /// the Pong is already queued when the hook runs; with it off, no Pong
+    /// is sent unless the application sends one with [`pong`](Self::pong),
+    /// e.g. from a task the hook hands the payload to. Pings that arrive
+    /// after our Close was sent are neither answered nor reported.
+    ///
+    /// ```
+    /// use silverback::{testing, Config, Message};
+    /// use tokio::sync::mpsc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), silverback::Error> {
+    /// let manual = Config::default().auto_pong(false);
+    /// let (mut client, mut server) = testing::pair(Config::default(), manual);
+    ///
+    /// // The server answers pings itself, from its receive loop.
+    /// let (pings, mut to_answer) = mpsc::unbounded_channel();
+    /// server.on_ping(move |payload| {
+    ///     let _ = pings.send(payload.to_vec());
+    /// });
+    /// let server = tokio::spawn(async move {
+    ///     loop {
+    ///         tokio::select! {
+    ///             msg = server.recv() => match msg {
+    ///                 Ok(msg) => server.send(msg).await?,
+    ///                 Err(e) if e.is_closed() => return Ok(()),
+    ///                 Err(e) => return Err(e),
+    ///             },
+    ///             Some(payload) = to_answer.recv() => {
+    ///                 server.pong(&payload).await?;
+    ///             }
+    ///         }
+    ///     }
+    /// });
+    ///
+    /// let pong = client.ping(b"hi").await?;
+    /// client.send(Message::text("echo")).await?;
+    /// assert_eq!(client.recv().await?, Message::text("echo"));
+    /// pong.await?; // the server's own Pong
+    /// client.close(silverback::CloseCode::Normal, "").await?;
+    /// server.await.unwrap()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_ping<F>(&mut self, hook: F)
+    where
+        F: FnMut(&[u8]) + Send + 'static,
+    {
+        self.hooks.get_or_insert_with(Box::default).ping = Some(Box::new(hook));
+    }
+
+    /// Calls `hook` with the payload of every Pong received (answers to
+    /// our pings, keepalive ones included, and unsolicited pongs), like
+    /// gorilla's `SetPongHandler`, replacing the previous pong hook. It
+    /// runs where the [ping hook](Self::on_ping) runs, after the Pong
+    /// resolved its [`PongFuture`], also while the connection closes.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use silverback::{testing, CloseCode, Config};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), silverback::Error> {
+    /// let (mut client, mut server) = testing::pair(Config::default(), Config::default());
+    /// let pongs = Arc::new(AtomicUsize::new(0));
+    /// let seen = pongs.clone();
+    /// client.on_pong(move |payload| {
+    ///     assert_eq!(payload, b"ts=1");
+    ///     seen.fetch_add(1, Ordering::Relaxed);
+    /// });
+    /// let server = tokio::spawn(async move { server.recv().await });
+    /// let pong = client.ping(b"ts=1").await?;
+    /// client.close(CloseCode::Normal, "").await?; // reads the Pong, then the Close
+    /// pong.await?;
+    /// assert_eq!(pongs.load(Ordering::Relaxed), 1);
+    /// assert!(server.await.unwrap().unwrap_err().is_closed());
+    /// # Ok(()) }
+    /// ```
+    pub fn on_pong<F>(&mut self, hook: F)
+    where
+        F: FnMut(&[u8]) + Send + 'static,
+    {
+        self.hooks.get_or_insert_with(Box::default).pong = Some(Box::new(hook));
+    }
+
+    /// Runs the ping hook, if any, unless our Close was sent.
+    pub(crate) fn ping_received(&mut self, payload: &[u8]) {
+        if self.conn.close_sent().is_some() {
+            return;
+        }
+        if let Some(hook) = self.hooks.as_mut().and_then(|h| h.ping.as_mut()) {
+            hook(payload);
+        }
+    }
+
+    /// Resolves the ping the Pong answers, then runs the pong hook.
+    pub(crate) fn pong_received(&mut self, payload: &[u8]) {
+        self.pings.pong(payload);
+        if let Some(hook) = self.hooks.as_mut().and_then(|h| h.pong.as_mut()) {
+            hook(payload);
+        }
     }
 
     pub(crate) fn set_protocol(&mut self, p: Option<String>) {
@@ -376,6 +499,21 @@ where
         let pong = self.queue_ping(payload)?;
         self.flush().await?;
         Ok(pong)
+    }
+
+    /// Sends a Pong with `payload` (at most 125 bytes) and flushes it:
+    /// the answer to a Ping when [`Config::auto_pong`](crate::Config::auto_pong())
+    /// is off (see [`on_ping`](Self::on_ping)), or an unsolicited Pong (a
+    /// one-way heartbeat, RFC 6455 §5.5.3).
+    pub async fn pong(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.queue_pong(payload)?;
+        self.flush().await
+    }
+
+    pub(crate) fn queue_pong(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.check_open()?;
+        self.conn.pong(payload)?;
+        Ok(())
     }
 
     pub(crate) fn queue_ping(&mut self, payload: &[u8]) -> Result<PongFuture, Error> {
