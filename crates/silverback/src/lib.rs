@@ -66,7 +66,10 @@
 //! gives a [`WsReader`] and a [`WsWriter`]; the reader answers pings, and the
 //! writer's `close` lets the reader see every message sent before the
 //! peer's Close. `WebSocket` also implements `futures` [`Stream`] and
-//! [`Sink`](futures_sink::Sink).
+//! [`Sink`](futures_sink::Sink); the `Stream` ends with `None` after a
+//! clean close where `recv` returns an error for which
+//! [`Error::is_closed`] is true (the mapping: [`WebSocket`]'s docs, *How
+//! the end is reported*; [`WebSocket::end`] tells how it ended).
 //!
 //! ## Write coalescing
 //! `send` queues the message, then writes it out unless more received input
@@ -93,7 +96,8 @@
 //! [`Upgrader::response_header`] and [`Authorized::header`] add headers
 //! (e.g. `Set-Cookie`) to the `101`. A server's `WebSocket` keeps the
 //! request's path and query ([`WebSocket::request_path`]); its headers
-//! only with [`Upgrader::keep_request_headers`].
+//! only with [`Upgrader::keep_request_headers`]. The split halves answer
+//! the same questions ([`WsReader::identity`], [`WsWriter::request_path`]).
 //!
 //! ## JSON
 //! With feature `json`, `send_json` and `recv_json` send and receive

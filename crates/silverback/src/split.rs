@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Waker};
 
+use futures_core::stream::FusedStream;
 use futures_core::Stream;
 use futures_sink::Sink;
 use silverback_proto::{CloseCode, Message, OpCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::{Compression, Error, PongFuture, WebSocket};
+use crate::request::{request_accessors, UpgradeInfo};
+use crate::{Compression, End, Error, PongFuture, WebSocket};
 
 /// Tasks waiting on a connection shared by split halves (at most a few:
 /// the reader, the writer, and whoever they hand the news to).
@@ -46,6 +48,9 @@ impl WakerList {
 struct Shared<S> {
     ws: Mutex<WebSocket<S>>,
     reader_alive: AtomicBool,
+    /// The upgrade request info, moved out of the `WebSocket` while split
+    /// (read by both halves without the lock), put back by `reunite`.
+    upgrade: Option<Box<UpgradeInfo>>,
 }
 
 impl<S> Shared<S> {
@@ -71,10 +76,12 @@ pub struct WsWriter<S> {
     shared: Arc<Shared<S>>,
 }
 
-pub(crate) fn split<S>(ws: WebSocket<S>) -> (WsReader<S>, WsWriter<S>) {
+pub(crate) fn split<S>(mut ws: WebSocket<S>) -> (WsReader<S>, WsWriter<S>) {
+    let upgrade = ws.take_upgrade_info();
     let shared = Arc::new(Shared {
         ws: Mutex::new(ws),
         reader_alive: AtomicBool::new(true),
+        upgrade,
     });
     (
         WsReader {
@@ -96,6 +103,33 @@ impl<S> fmt::Debug for WsWriter<S> {
     }
 }
 
+/// What both halves can tell without locking (the upgrade request) or
+/// with a short lock (how the connection ended).
+macro_rules! half_accessors {
+    ($half:ident) => {
+        impl<S> $half<S> {
+            fn upgrade_info(&self) -> Option<&UpgradeInfo> {
+                self.shared.upgrade.as_deref()
+            }
+
+            request_accessors!();
+
+            /// Whether the connection has ended; see [`WebSocket::is_closed`].
+            pub fn is_closed(&self) -> bool {
+                self.shared.lock().is_closed()
+            }
+
+            /// How the connection ended, once it has; see [`WebSocket::end`].
+            pub fn end(&self) -> Option<End> {
+                self.shared.lock().end()
+            }
+        }
+    };
+}
+
+half_accessors!(WsReader);
+half_accessors!(WsWriter);
+
 impl<S> Drop for WsReader<S> {
     fn drop(&mut self) {
         self.shared.reader_alive.store(false, Ordering::Release);
@@ -110,7 +144,9 @@ impl<S> WsReader<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    /// Receives the next data message; see [`WebSocket::recv`].
+    /// Receives the next data message; see [`WebSocket::recv`] (every end
+    /// is an `Err`), and the [`Stream`] impl (a clean close ends it with
+    /// `None`).
     pub async fn recv(&mut self) -> Result<Message, Error> {
         poll_fn(|cx| {
             let mut ws = self.shared.lock();
@@ -161,7 +197,11 @@ where
         drop(self);
         drop(writer);
         match Arc::try_unwrap(shared) {
-            Ok(s) => s.ws.into_inner().unwrap_or_else(|e| e.into_inner()),
+            Ok(s) => {
+                let mut ws = s.ws.into_inner().unwrap_or_else(|e| e.into_inner());
+                ws.restore_upgrade_info(s.upgrade);
+                ws
+            }
             Err(_) => unreachable!("both halves were dropped"),
         }
     }
@@ -256,6 +296,9 @@ where
 {
     type Item = Result<Message, Error>;
 
+    /// As [`WebSocket`]'s: `None` after a clean close, after the error of
+    /// another end; see [how the end is
+    /// reported](WebSocket#how-the-end-is-reported-recv-and-stream).
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut ws = self.shared.lock();
         let res = Pin::new(&mut *ws).poll_next(cx);
@@ -264,6 +307,16 @@ where
             ws.register_finish_waker(cx.waker());
         }
         res
+    }
+}
+
+impl<S> FusedStream for WsReader<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// True once the end of the connection was reported.
+    fn is_terminated(&self) -> bool {
+        self.shared.lock().end_reported()
     }
 }
 

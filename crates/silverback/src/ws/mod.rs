@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use futures_core::stream::FusedStream;
 use futures_core::Stream;
 use futures_sink::Sink;
 use silverback_proto::{CloseCode, CloseFrame, Connection, Message, OpCode, Role};
@@ -47,6 +48,48 @@ use timers::Timers;
 /// - [`split`](Self::split) gives a reader and a writer for two tasks.
 ///
 /// It also implements [`Stream`] of messages and [`Sink`] of messages.
+///
+/// # How the end is reported: `recv` and `Stream`
+///
+/// `recv` keeps gorilla's shape (every end is an `Err`, so a loop on
+/// `recv` needs no other exit); the [`Stream`] follows Rust's (a stream
+/// that ends yields `None`). Side by side, for this connection and for a
+/// [`WsReader`](crate::WsReader):
+///
+/// | the connection...                         | `recv()` returns                          | `Stream::poll_next` yields  |
+/// |-------------------------------------------|-------------------------------------------|-----------------------------|
+/// | received a data message                   | `Ok(msg)`                                 | `Some(Ok(msg))`             |
+/// | closed cleanly (either side started it)   | `Err(e)`, [`e.is_closed()`](Error::is_closed), the peer's code in [`e.close_frame()`](Error::close_frame) | `None`  |
+/// | ended otherwise (1006, protocol, timeout) | `Err(e)`, [`e.is_unexpected_close(..)`](Error::is_unexpected_close) | `Some(Err(e))`, then `None` |
+/// | ended, and that was already reported      | `Err(e)`, [`ErrorKind::AlreadyClosed`]    | `None` ([`FusedStream`])    |
+///
+/// The end is reported once, by whichever of the two sees it first. After
+/// `None`, or at any time, [`end`](Self::end) says how the connection
+/// ended (with the peer's Close frame for a clean close): what the
+/// `Stream` does not carry.
+///
+/// ```
+/// use futures_util::StreamExt;
+/// use silverback::{testing, CloseCode, Config, End, Message};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), silverback::Error> {
+/// let (mut client, mut server) = testing::pair(Config::default(), Config::default());
+/// let closing = tokio::spawn(async move {
+///     client.send(Message::text("last")).await?;
+///     client.close(CloseCode::GoingAway, "done").await
+/// });
+/// // As a Stream: the message, then `None` for the clean close.
+/// assert_eq!(server.next().await.transpose()?, Some(Message::text("last")));
+/// assert!(server.next().await.is_none());
+/// let end = server.end().expect("ended");
+/// assert!(end.is_clean());
+/// assert_eq!((end.close_code(), end.reason()), (CloseCode::GoingAway, "done"));
+/// // The end was reported (by the Stream): `recv` now says AlreadyClosed.
+/// assert!(server.recv().await.unwrap_err().is_closed());
+/// closing.await.unwrap()?;
+/// # Ok(()) }
+/// ```
 pub struct WebSocket<S> {
     io: S,
     /// The protocol: every decision, including how the connection ends.
@@ -140,6 +183,23 @@ impl<S> WebSocket<S> {
 
     pub(crate) fn wake_finish_waiters(&mut self) {
         self.finish_wakers.wake_all();
+    }
+
+    /// Whether the end of the connection was handed out (by `recv` or the
+    /// `Stream`).
+    pub(crate) fn end_reported(&self) -> bool {
+        self.flags.reported
+    }
+
+    /// Whether the connection has ended (the transport is closed).
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_over()
+    }
+
+    /// How the connection ended, once it has: who closed, the codes, the
+    /// cause. The same answer `recv` reports as an error.
+    pub fn end(&self) -> Option<silverback_proto::End> {
+        self.conn.end()
     }
 }
 
@@ -380,17 +440,6 @@ where
         &mut self.io
     }
 
-    /// Whether the connection has ended (the transport is closed).
-    pub fn is_closed(&self) -> bool {
-        self.conn.is_over()
-    }
-
-    /// How the connection ended, once it has: who closed, the codes, the
-    /// cause. The same answer `recv` reports as an error.
-    pub fn end(&self) -> Option<silverback_proto::End> {
-        self.conn.end()
-    }
-
     /// The round-trip time of the last answered ping: keepalive pings
     /// measure it for free, and so do [`ping`](Self::ping)s.
     pub fn last_rtt(&self) -> Option<Duration> {
@@ -405,7 +454,9 @@ where
     /// Close was already answered and the transport closed), otherwise the
     /// cause (peer vanished: 1006, protocol error: the code we sent, ...).
     /// Once the end was reported, further calls fail with
-    /// [`ErrorKind::AlreadyClosed`].
+    /// [`ErrorKind::AlreadyClosed`]. The [`Stream`] reports the same ends
+    /// as `None` or an error: see [how the end is
+    /// reported](WebSocket#how-the-end-is-reported-recv-and-stream).
     ///
     /// Cancel safe: a message is never lost if the future is dropped.
     pub async fn recv(&mut self) -> Result<Message, Error> {
@@ -615,13 +666,25 @@ where
     type Item = Result<Message, Error>;
 
     /// Yields messages; ends (`None`) after a clean close, after yielding
-    /// the error of an abnormal one.
+    /// the error of an abnormal one. See [how the end is
+    /// reported](WebSocket#how-the-end-is-reported-recv-and-stream).
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match ready!(self.poll_recv(cx)) {
             Ok(m) => Poll::Ready(Some(Ok(m))),
             Err(e) if e.is_closed() => Poll::Ready(None),
             Err(e) => Poll::Ready(Some(Err(e))),
         }
+    }
+}
+
+impl<S> FusedStream for WebSocket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// True once the end of the connection was reported (by `recv` or
+    /// the `Stream`): no message follows.
+    fn is_terminated(&self) -> bool {
+        self.end_reported()
     }
 }
 
