@@ -240,7 +240,7 @@ mod ws;
 pub use auth::{AuthToken, Authorized, ReservedHeader, TOKEN_PROTOCOL_PREFIX};
 pub use client::{connect, ClientStream, Dialer};
 pub use config::Config;
-pub use error::{Error, ErrorKind, Timeout};
+pub use error::{Error, ErrorKind, RedirectRefusal, Timeout};
 #[cfg(feature = "hyper")]
 pub use hyper::{is_upgrade_request, HyperUpgrade, HyperWebSocket, UpgradeFuture};
 #[cfg(feature = "json")]
@@ -252,7 +252,15 @@ pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
 pub use ws::{Compression, PongFuture, WebSocket};
 
+/// The `bytes` crate silverback uses (message payloads, the body of
+/// [`Error::http_response`]): name its types through this re-export to
+/// always have the version silverback does.
+pub use bytes;
 pub use futures_core::Stream;
+/// The `http` crate silverback uses (upgrade requests and responses,
+/// headers, [`Error::http_response`]): name its types through this
+/// re-export to always have the version silverback does.
+pub use http;
 pub use silverback_proto as proto;
 pub use silverback_proto::extension::deflate::{DeflateConfig, DeflateParams, MemoryMode};
 pub use silverback_proto::handshake::server::Rejection;
