@@ -98,7 +98,9 @@ pub enum RedirectRefusal {
 impl fmt::Display for RedirectRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TlsDowngrade => f.write_str("it would downgrade wss:// (TLS) to ws:// (plain text)"),
+            Self::TlsDowngrade => {
+                f.write_str("it would downgrade wss:// (TLS) to ws:// (plain text)")
+            }
         }
     }
 }

@@ -215,6 +215,22 @@
 //! use silverback::{DeflateConfig, Upgrader};
 //! let upgrader = Upgrader::new().compression(DeflateConfig::default());
 //! ```
+//!
+//! ## API conventions
+//! - Settings are set by builder methods named after them, on [`Config`]
+//!   and on the [`Upgrader`] and [`Dialer`] that carry one
+//!   (`.max_message_size(n)`), and read as [`Config`]'s public fields
+//!   (`ws.config().max_message_size`), as in [`proto::Config`]. Builders
+//!   are write-only, like tokio's, hyper's and reqwest's.
+//! - Accessors have no `get_` prefix ([`WebSocket::protocol`],
+//!   [`WebSocket::config`], [`Error::close_code`]), except
+//!   [`WebSocket::get_ref`] and [`WebSocket::get_mut`] for the transport,
+//!   std's convention (`BufReader::get_ref`).
+//! - Yes/no questions are `is_*` ([`Error::is_closed`],
+//!   [`WebSocket::is_closed`]); hooks are `on_*` ([`WebSocket::on_close`],
+//!   [`WebSocket::on_ping`]).
+//! - Types of other crates in the API are reachable through silverback:
+//!   [`http`], [`bytes`], [`proto`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

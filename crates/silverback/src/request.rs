@@ -86,9 +86,7 @@ macro_rules! request_accessors {
         /// Server side: the identity the authorize hook returned,
         /// type-erased and shared (clone it to keep it beyond the
         /// connection, e.g. in a presence list).
-        pub fn identity_arc(
-            &self,
-        ) -> Option<&::std::sync::Arc<dyn ::std::any::Any + Send + Sync>> {
+        pub fn identity_arc(&self) -> Option<&::std::sync::Arc<dyn ::std::any::Any + Send + Sync>> {
             self.upgrade_info()?.identity.as_ref()
         }
     };

@@ -18,8 +18,8 @@ use futures_util::stream::FusedStream;
 use futures_util::StreamExt;
 use silverback::testing::{self, RawPeer};
 use silverback::{
-    Authorized, CloseCode, Compression, Config, DeflateConfig, Dialer, ErrorKind, Message,
-    OpCode, Role, Upgrader, WebSocket,
+    Authorized, CloseCode, Compression, Config, DeflateConfig, Dialer, ErrorKind, Message, OpCode,
+    Role, Upgrader, WebSocket,
 };
 use tokio::io::DuplexStream;
 
@@ -35,8 +35,11 @@ fn config() -> Config {
     Config::default().ping_interval(None)
 }
 
+/// The payloads a hook was called with.
+type Seen = Arc<Mutex<Vec<Bytes>>>;
+
 /// A hook that records the payloads it gets.
-fn recorder() -> (Arc<Mutex<Vec<Bytes>>>, impl FnMut(&[u8]) + Send + 'static) {
+fn recorder() -> (Seen, impl FnMut(&[u8]) + Send + 'static) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     (seen, move |p: &[u8]| {
@@ -72,7 +75,9 @@ async fn without_auto_pong_the_application_answers() {
     let (mut ws, mut peer) = testing::raw_peer(Role::Server, config().auto_pong(false));
     let (pings, hook) = recorder();
     ws.on_ping(hook);
-    peer.send_frame(OpCode::Ping, b"are you there").await.unwrap();
+    peer.send_frame(OpCode::Ping, b"are you there")
+        .await
+        .unwrap();
     peer.send_frame(OpCode::Text, b"data").await.unwrap();
     assert_eq!(within(ws.recv()).await.unwrap(), Message::text("data"));
     assert_eq!(*pings.lock().unwrap(), [&b"are you there"[..]]);
@@ -211,9 +216,15 @@ async fn clean_close_recv_is_err_closed_stream_is_none() {
         // code, and `recv` now reports misuse.
         let end = ws.end().unwrap();
         assert!(end.is_clean());
-        assert_eq!((end.close_code(), end.reason()), (CloseCode::GoingAway, "tab closed"));
+        assert_eq!(
+            (end.close_code(), end.reason()),
+            (CloseCode::GoingAway, "tab closed")
+        );
         let again = within(ws.recv()).await.unwrap_err();
-        assert!(matches!(again.kind(), ErrorKind::AlreadyClosed), "{again:?}");
+        assert!(
+            matches!(again.kind(), ErrorKind::AlreadyClosed),
+            "{again:?}"
+        );
         // The Close was echoed.
         let echo = within(peer.read_frame()).await.unwrap().unwrap();
         assert_eq!(echo.close_frame().unwrap().code, CloseCode::GoingAway);
@@ -325,7 +336,10 @@ async fn send_with_without_negotiated_compression_sends_as_is() {
         .await
         .unwrap();
     let f = within(peer.read_frame()).await.unwrap().unwrap();
-    assert_eq!((f.rsv, f.opcode, &f.payload[..]), (0, OpCode::Text, &b"plain"[..]));
+    assert_eq!(
+        (f.rsv, f.opcode, &f.payload[..]),
+        (0, OpCode::Text, &b"plain"[..])
+    );
 }
 
 // ----- the upgrade request from the split halves ---------------------------

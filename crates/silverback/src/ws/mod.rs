@@ -342,10 +342,14 @@ where
     ///     }
     /// });
     ///
-    /// let pong = client.ping(b"hi").await?;
     /// client.send(Message::text("echo")).await?;
     /// assert_eq!(client.recv().await?, Message::text("echo"));
-    /// pong.await?; // the server's own Pong
+    /// let pong = client.ping(b"hi").await?;
+    /// // Pongs are received by `recv`: keep reading while waiting.
+    /// tokio::select! {
+    ///     rtt = pong => { rtt?; } // the server's own Pong
+    ///     msg = client.recv() => panic!("unexpected {msg:?}"),
+    /// }
     /// client.close(silverback::CloseCode::Normal, "").await?;
     /// server.await.unwrap()?;
     /// # Ok(()) }
@@ -585,7 +589,7 @@ where
     /// close TCP, as RFC 6455 §7.1.1 asks).
     ///
     /// Returns `Ok(())` once the closing handshake completed;
-    /// [`Timeout::CloseHandshake`] if the peer did not answer in time.
+    /// [`Timeout::CloseHandshake`](crate::Timeout::CloseHandshake) if the peer did not answer in time.
     /// Calling it again, or after the peer closed, is fine: it returns how
     /// the connection ended.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
