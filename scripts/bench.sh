@@ -33,7 +33,11 @@
 # Usage: scripts/bench.sh [--rounds N] [--duration S] [--warmup S] [--quick]
 #          [--servers a,b,..] [--scenarios a,b,..] [--idle-conns N]
 #          [--server-cpu C] [--client-cpu C] [--port-base P]
-#          [--output FILE] [--no-build]
+#          [--output FILE] [--no-build] [--baseline BIN]
+#
+# --baseline BIN adds a server `baseline`: another `silverback` binary (an
+# earlier commit's, built elsewhere) run exactly as `silverback` is, for
+# before/after comparisons (e.g. --servers silverback,baseline).
 # A full run (3 rounds of 10 s) takes about 15 minutes. Run it on an
 # otherwise idle machine with at least 2 cores.
 set -euo pipefail
@@ -53,6 +57,7 @@ SERVER_CPU=0
 CLIENT_CPU=1
 PORT_BASE=28100
 OUTPUT=
+BASELINE_BIN=
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "bench.sh: $*" >&2; exit 2; }
@@ -71,6 +76,7 @@ while [ $# -gt 0 ]; do
         --client-cpu) CLIENT_CPU=${2:?}; shift ;;
         --port-base) PORT_BASE=${2:?}; shift ;;
         --output) OUTPUT=${2:?}; shift ;;
+        --baseline) BASELINE_BIN=$(realpath "${2:?}"); shift ;;
         --no-build) BUILD=0 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
@@ -91,7 +97,10 @@ fi
 IFS=, read -r -a SERVER_LIST <<<"$SERVERS"
 IFS=, read -r -a SCENARIO_LIST <<<"$SCENARIOS"
 for s in "${SERVER_LIST[@]}"; do
-    case $s in silverback|tungstenite|fastwebsockets|ceiling) ;; *) die "unknown server: $s" ;; esac
+    case $s in silverback|tungstenite|fastwebsockets|ceiling) ;;
+        baseline) [ -x "$BASELINE_BIN" ] || die "server baseline needs --baseline BIN" ;;
+        *) die "unknown server: $s" ;;
+    esac
 done
 for s in "${SCENARIO_LIST[@]}"; do
     case $s in latency|pipelined|64k|1m|idle|connect) ;; *) die "unknown scenario: $s" ;; esac
@@ -182,6 +191,8 @@ start_server() { # server port log
     local server=$1 addr=127.0.0.1:$2 log=$3
     case $server in
         silverback) taskset -c "$SERVER_CPU" "$REL/silverback" -q serve --addr "$addr" \
+            --threads 1 --no-compression --shutdown-timeout 1 >"$log" 2>&1 & ;;
+        baseline) taskset -c "$SERVER_CPU" "$BASELINE_BIN" -q serve --addr "$addr" \
             --threads 1 --no-compression --shutdown-timeout 1 >"$log" 2>&1 & ;;
         tungstenite) taskset -c "$SERVER_CPU" "$REL/tungstenite-echo" "$addr" >"$log" 2>&1 & ;;
         fastwebsockets) taskset -c "$SERVER_CPU" "$REL/fastwebsockets-echo" "$addr" >"$log" 2>&1 & ;;
@@ -293,7 +304,7 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # The report.
 export RESULTS RAW OUTPUT ROUNDS DURATION WARMUP QUICK IDLE_CONNS SERVERS SCENARIOS \
-    INVOCATION LOAD_START LOAD_END SERVER_CPU CLIENT_CPU ROOT
+    INVOCATION LOAD_START LOAD_END SERVER_CPU CLIENT_CPU ROOT BASELINE_BIN
 python3 - <<'PY'
 import glob, json, os, platform, re, statistics, subprocess, datetime
 
@@ -385,6 +396,7 @@ LABELS = {
 }
 NAMES = {
     "silverback": "silverback",
+    "baseline": f"silverback baseline ({env.get('BASELINE_BIN', '')})",
     "tungstenite": f"tokio-tungstenite {ver('tokio-tungstenite')}",
     "fastwebsockets": f"fastwebsockets {ver('fastwebsockets')}",
     "ceiling": "ceiling (raw, 1 read + 1 write)",
