@@ -262,6 +262,10 @@ impl Backplane for MemoryBackplane {
         })
     }
 
+    fn position<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<StreamPosition, HubError>> {
+        Box::pin(async move { Ok(self.with_stream(topic, |s| s.position())) })
+    }
+
     fn remove_history<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), HubError>> {
         Box::pin(async move {
             self.with_stream(topic, |s| {
