@@ -1,8 +1,10 @@
-//! The `silverback` command: `serve` (echo server and demo page; the
-//! default) and `connect` (interactive client).
+//! The `silverback` command: `serve` (echo server and demo page, or with
+//! `--pubsub` a pub/sub server and chat page; the default) and `connect`
+//! (interactive client).
 
 mod bench;
 mod connect;
+mod pubsub;
 mod serve;
 
 use std::io::IsTerminal;
