@@ -226,6 +226,25 @@ async fn raw_mode_delivers_each_topic_to_its_subscribers_in_order() {
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
 
+#[tokio::test]
+async fn raw_mode_refuses_a_bad_topic_with_1008() {
+    let server = Server::start(&["--pubsub", "--max-topic-len", "8"]).await;
+    let mut ws = dial(
+        &format!("{}?topic=ok&topic=much-too-long", server.ws_url),
+        false,
+    )
+    .await;
+    let end = timeout(IO_TIMEOUT, ws.recv())
+        .await
+        .expect("closed in time")
+        .expect_err("closed, no message");
+    let frame = end
+        .close_frame()
+        .unwrap_or_else(|| panic!("no Close frame: {end}"));
+    assert_eq!(frame.code, CloseCode::PolicyViolation);
+    assert_eq!(&*frame.reason, "invalid_topic: much-too-long");
+}
+
 // ----- envelope mode ----------------------------------------------------------
 
 #[tokio::test]
