@@ -17,6 +17,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::pubsub::{self, PubSub, SlowConsumer};
 
 const DEMO_PAGE: &str = include_str!("demo.html");
+/// The default `--max-message-size` with `--pubsub`.
+const PUBSUB_MAX_MESSAGE_SIZE: usize = 64 << 10;
 const CHAT_PAGE: &str = include_str!("chat.html");
 
 /// Options of `silverback serve`.
@@ -28,9 +30,11 @@ pub struct ServeArgs {
     /// Path of the WebSocket endpoint.
     #[arg(long, default_value = "/ws")]
     pub path: String,
-    /// Largest message accepted, in bytes (larger: close 1009).
-    #[arg(long, default_value_t = 64 << 20)]
-    pub max_message_size: usize,
+    /// Largest message accepted, in bytes (larger: close 1009); default
+    /// 64 MiB, 64 KiB with --pubsub (every message may be kept in history
+    /// and queued for every subscriber).
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_size: Option<usize>,
     /// Largest frame accepted, in bytes (larger: close 1009).
     #[arg(long, default_value_t = 16 << 20)]
     pub max_frame_size: usize,
@@ -133,7 +137,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown_timeout =
         Duration::try_from_secs_f64(args.shutdown_timeout).context("--shutdown-timeout")?;
     let mut upgrader = Upgrader::new()
-        .max_message_size(args.max_message_size)
+        .max_message_size(args.max_message_size.unwrap_or(if args.pubsub {
+            PUBSUB_MAX_MESSAGE_SIZE
+        } else {
+            64 << 20
+        }))
         .max_frame_size(args.max_frame_size)
         .handshake_timeout(handshake_timeout);
     if !args.no_compression {
