@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the echo server (default): ws://127.0.0.1:8080/ws plus a demo page at /.
+    /// Run the echo server (default): ws://127.0.0.1:8080/ws plus a demo page at /;
+    /// with --pubsub, a pub/sub server and a chat page.
     Serve(serve::ServeArgs),
     /// Connect to a WebSocket server: stdin lines out, messages received to stdout.
     Connect(connect::ConnectArgs),

@@ -52,6 +52,8 @@ pub struct Settings {
     pub max_topics: usize,
     pub max_subscriptions: usize,
     pub max_topic_len: usize,
+    /// The WebSocket path (for the log).
+    pub path: String,
 }
 
 /// The hub and what every connection needs.
@@ -60,6 +62,7 @@ pub struct PubSub {
     queue: QueueLimits,
     overflow: Overflow,
     max_topic_len: usize,
+    path: String,
     /// One codec for every envelope connection: each publication is
     /// wrapped once for all of them.
     codec: Arc<dyn Codec>,
@@ -83,8 +86,13 @@ impl PubSub {
             queue: s.queue,
             overflow,
             max_topic_len: s.max_topic_len,
+            path: s.path.clone(),
             codec: Arc::new(EnvelopeCodec),
         })
+    }
+
+    fn path(&self) -> &str {
+        &self.path
     }
 
     /// Serves one upgraded connection until it ends; `query` is its
@@ -132,7 +140,7 @@ impl PubSub {
                 return;
             }
         }
-        crate::serve::log_open(ws, peer, "raw", &topics.join(","));
+        crate::serve::log_open(ws, peer, self.path(), Some("raw"), &topics.join(","));
         let end = loop {
             match ws.recv().await {
                 Ok(msg) => {
@@ -153,7 +161,7 @@ impl PubSub {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        crate::serve::log_open(ws, peer, envelope::PROTOCOL, "");
+        crate::serve::log_open(ws, peer, self.path(), Some(envelope::PROTOCOL), "");
         let end = loop {
             match ws.recv().await {
                 Ok(msg) => {

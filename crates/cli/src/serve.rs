@@ -166,6 +166,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_topics: args.max_topics,
             max_subscriptions: args.max_subscriptions,
             max_topic_len: args.max_topic_len,
+            path: args.path.clone(),
         })?)
     } else {
         None
@@ -436,7 +437,7 @@ async fn echo<S>(ws: &mut silverback::WebSocket<S>, peer: SocketAddr, path: &str
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    log_open(ws, peer, path, "");
+    log_open(ws, peer, path, None, "");
     let end = loop {
         match ws.recv().await {
             Ok(msg) => {
@@ -450,9 +451,15 @@ where
     log_end(ws, peer, &end);
 }
 
-/// The `open` log line (`path` is the mode with `--pubsub`).
-pub(crate) fn log_open<S>(ws: &silverback::WebSocket<S>, peer: SocketAddr, path: &str, topics: &str)
-where
+/// The `open` log line; with `--pubsub`, `mode` (`raw` or `pubsub.v1`)
+/// and the topics of a raw connection.
+pub(crate) fn log_open<S>(
+    ws: &silverback::WebSocket<S>,
+    peer: SocketAddr,
+    path: &str,
+    mode: Option<&str>,
+    topics: &str,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     // What only the log lines need is computed only when they are on.
@@ -461,10 +468,12 @@ where
     }
     let compression = ws.compression().map(|p| p.to_string()).unwrap_or_default();
     let protocol = ws.protocol().unwrap_or("");
-    if topics.is_empty() {
-        tracing::info!(%peer, path, protocol, compression, "open");
-    } else {
-        tracing::info!(%peer, path, protocol, compression, topics, "open");
+    match mode {
+        None => tracing::info!(%peer, path, protocol, compression, "open"),
+        Some(mode) if topics.is_empty() => {
+            tracing::info!(%peer, path, protocol, compression, mode, "open")
+        }
+        Some(mode) => tracing::info!(%peer, path, protocol, compression, mode, topics, "open"),
     }
 }
 
