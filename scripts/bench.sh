@@ -27,7 +27,8 @@
 #
 # Output: a markdown report (BENCHMARKS.md; with --quick it goes to the
 # results folder only, so a smoke run never replaces real numbers) and the
-# raw JSON of every run under target/bench-results/<date>/.
+# raw JSON of every run under target/bench-results/<date>/. The pub/sub
+# fan-out section of BENCHMARKS.md (scripts/bench-fanout.sh) is kept.
 #
 # Usage: scripts/bench.sh [--rounds N] [--duration S] [--warmup S] [--quick]
 #          [--servers a,b,..] [--scenarios a,b,..] [--idle-conns N]
@@ -522,6 +523,14 @@ w(f"""- Servers: `silverback serve --threads 1 --no-compression -q` (current-thr
 """)
 
 text = "\n".join(out).rstrip() + "\n"
+# The pub/sub section of scripts/bench-fanout.sh, if the file has one, stays.
+try:
+    old = open(env["OUTPUT"]).read()
+except FileNotFoundError:
+    old = ""
+kept = re.search(r"<!-- fanout:begin.*?<!-- fanout:end -->\n?", old, re.S)
+if kept:
+    text = text + "\n" + kept.group(0)
 with open(env["OUTPUT"], "w") as f:
     f.write(text)
 with open(os.path.join(env["RESULTS"], "summary.json"), "w") as f:

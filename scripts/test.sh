@@ -8,7 +8,7 @@
 #   fmt check; clippy (all targets, all features, -D warnings; this is also
 #   the MSRV check of our code, see scripts/check-msrv.sh); rustdoc with
 #   -D warnings; the MSRV check of the dependencies; the unit, sans-I/O and
-#   loopback tests of silverback-proto and silverback; the doctests; the
+#   loopback tests of silverback-proto, silverback and silverback-hub; the doctests; the
 #   feature matrix (each package with features: clippy with no default
 #   features and with each feature alone; silverback's tests with no
 #   default features).
@@ -70,7 +70,7 @@ trap summary EXIT
 # The build is always the whole workspace with all features, so that the
 # slow tier's test run reuses it (selecting packages with -p would unify
 # features differently and build silverback twice).
-fast_tests='package(silverback-proto) | package(silverback)'
+fast_tests='package(silverback-proto) | package(silverback) | package(silverback-hub)'
 have_nextest=0
 cargo nextest --version >/dev/null 2>&1 && have_nextest=1
 
@@ -99,7 +99,7 @@ step "unit, sans-I/O and loopback tests (silverback-proto, silverback)"
 if ((have_nextest)); then
     cargo nextest run --workspace --all-features --no-fail-fast -E "$fast_tests"
 else
-    cargo test -p silverback-proto -p silverback --all-features --no-fail-fast --lib --bins --tests
+    cargo test -p silverback-proto -p silverback -p silverback-hub --all-features --no-fail-fast --lib --bins --tests
 fi
 
 step "doctests"
@@ -147,7 +147,7 @@ step "CLI and interop tests (the rest of the workspace)"
 if ((have_nextest)); then
     cargo nextest run --workspace --all-features --no-fail-fast -E "not ($fast_tests)"
 else
-    cargo test --workspace --exclude silverback-proto --exclude silverback --all-features \
+    cargo test --workspace --exclude silverback-proto --exclude silverback --exclude silverback-hub --all-features \
         --no-fail-fast --lib --bins --tests
 fi
 

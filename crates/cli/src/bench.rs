@@ -4,7 +4,8 @@
 //! messages are kept in flight per connection (`--pipeline`); every echo is
 //! checked byte for byte. Modes: `echo` (throughput and round-trip
 //! latency), `connect` (a storm of handshake + clean close), `idle` (hold
-//! connections open and report the server's RSS per connection).
+//! connections open and report the server's RSS per connection), and the
+//! pub/sub modes `fanout` and `rooms` (in `fanout.rs`).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -34,6 +35,10 @@ pub enum Mode {
     Connect,
     /// Hold connections open; report the server's RSS per connection.
     Idle,
+    /// Pub/sub: one publisher, `--subscribers` N on one topic.
+    Fanout,
+    /// Pub/sub: `--rooms` R topics × `--members` M, every member publishing.
+    Rooms,
 }
 
 /// Options of `silverback bench`.
@@ -49,12 +54,36 @@ pub struct BenchArgs {
     /// how many to hold).
     #[arg(long, default_value_t = 1)]
     pub conns: usize,
-    /// Payload bytes per message.
-    #[arg(long, default_value_t = 16)]
-    pub size: usize,
-    /// Messages in flight per connection.
+    /// Payload bytes per message [default: 16; fanout, rooms: 64].
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// Messages in flight per connection (fanout, rooms without --rate:
+    /// per publisher, counted until its own copy comes back).
     #[arg(long, default_value_t = 1)]
     pub pipeline: usize,
+    /// Fanout: subscriber connections (besides the publisher).
+    #[arg(long, default_value_t = 100)]
+    pub subscribers: usize,
+    /// Fanout, rooms: messages per second per publisher (default: as fast
+    /// as the publisher's own copies come back, see --pipeline).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Rooms: how many topics (`room-0`, `room-1`, ...).
+    #[arg(long, default_value_t = 1000)]
+    pub rooms: usize,
+    /// Rooms: connections per room, each a publisher and a subscriber.
+    #[arg(long, default_value_t = 10)]
+    pub members: usize,
+    /// Fanout: the topic (`?topic=NAME` added to --url).
+    #[arg(long, default_value = "bench")]
+    pub topic: String,
+    /// Fanout, rooms: handshakes in progress at once during setup.
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Fanout, rooms: seconds the subscribers get to catch up after the
+    /// publishers stop (before what is missing counts as lost).
+    #[arg(long, default_value_t = 3.0)]
+    pub drain: f64,
     /// Seconds measured (after the warmup).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
@@ -70,10 +99,11 @@ pub struct BenchArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Idle mode: the server's process id, to read its RSS.
+    /// The server's process id: idle mode reads its RSS; fanout and rooms
+    /// its CPU time (/proc/PID/stat) over the measured window.
     #[arg(long)]
     pub server_pid: Option<u32>,
-    /// Idle mode: how many 127.0.0.x source addresses to spread
+    /// Idle, fanout, rooms: how many 127.0.0.x source addresses to spread
     /// connections over (for more than ~28k connections).
     #[arg(long, default_value_t = 1)]
     pub source_addrs: u8,
@@ -111,11 +141,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    if matches!(args.mode, Mode::Fanout | Mode::Rooms) {
+        let report = rt.block_on(crate::fanout::run(&args))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            crate::fanout::print_report(&report);
+        }
+        return Ok(());
+    }
     let report = rt.block_on(async {
         match args.mode {
             Mode::Echo => echo(&args).await,
             Mode::Connect => storm(&args).await,
             Mode::Idle => idle(&args).await,
+            Mode::Fanout | Mode::Rooms => unreachable!("handled above"),
         }
     })?;
     if args.json {
@@ -161,13 +201,13 @@ fn print_report(r: &Report) {
     }
 }
 
-struct Target {
+pub(crate) struct Target {
     host: String,
     port: u16,
     url: String,
 }
 
-fn target(url: &str) -> anyhow::Result<Target> {
+pub(crate) fn target(url: &str) -> anyhow::Result<Target> {
     let uri: http::Uri = url.parse().context("--url")?;
     if uri.scheme_str() != Some("ws") {
         bail!("bench measures ws:// URLs only");
@@ -185,7 +225,10 @@ fn target(url: &str) -> anyhow::Result<Target> {
 
 /// Connects (from `source`, if given) and runs the client handshake by
 /// hand: returns the stream and any bytes read past the response.
-async fn dial(t: &Target, source: Option<IpAddr>) -> anyhow::Result<(TcpStream, BytesMut)> {
+pub(crate) async fn dial(
+    t: &Target,
+    source: Option<IpAddr>,
+) -> anyhow::Result<(TcpStream, BytesMut)> {
     let addr: SocketAddr = tokio::net::lookup_host((t.host.as_str(), t.port))
         .await?
         .next()
@@ -251,7 +294,8 @@ struct ConnStats {
 
 async fn echo(args: &BenchArgs) -> anyhow::Result<Report> {
     let t = target(&args.url)?;
-    let payload: Vec<u8> = (0..args.size).map(|i| b'a' + (i % 26) as u8).collect();
+    let size = args.size.unwrap_or(16);
+    let payload: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
     let opcode = if args.binary {
         OpCode::Binary
     } else {
@@ -308,7 +352,7 @@ async fn echo(args: &BenchArgs) -> anyhow::Result<Report> {
         mode: "echo",
         url: args.url.clone(),
         conns: args.conns,
-        size: args.size,
+        size,
         pipeline: args.pipeline,
         seconds: secs,
         messages: total.messages,
@@ -535,7 +579,7 @@ async fn idle(args: &BenchArgs) -> anyhow::Result<Report> {
     })
 }
 
-fn progress(args: &BenchArgs, total: Duration) -> ProgressBar {
+pub(crate) fn progress(args: &BenchArgs, total: Duration) -> ProgressBar {
     if args.no_progress || args.json {
         return ProgressBar::hidden();
     }

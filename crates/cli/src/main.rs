@@ -4,6 +4,7 @@
 
 mod bench;
 mod connect;
+mod fanout;
 mod pubsub;
 mod serve;
 
@@ -29,7 +30,7 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Connect to a WebSocket server: stdin lines out, messages received to stdout.
     Connect(connect::ConnectArgs),
-    /// Load generator: echo throughput and latency, connect storm, idle connections.
+    /// Load generator: echo throughput and latency, connect storm, idle connections, pub/sub fan-out.
     Bench(bench::BenchArgs),
 }
 

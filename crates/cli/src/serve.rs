@@ -245,8 +245,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     }
                     Some(acceptor) => {
                         tokio::spawn(async move {
-                            let timeout = state.upgrader.get_config().get_handshake_timeout();
-                            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                                 Ok(Ok(stream)) => handle(stream, peer, &state, slot).await,
                                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use common::{repo_root, run_bounded, Finished, Server};
 use silverback::{
-    ClientStream, CloseCode, DeflateConfig, DeflateParams, Dialer, Message, WebSocket,
+    ClientStream, CloseCode, Compression, DeflateConfig, DeflateParams, Dialer, Message, WebSocket,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -385,17 +385,23 @@ async fn echo_all(ws: &mut WebSocket<ClientStream>, what: &str) -> u64 {
     // (with context takeover zlib emits nothing for it: the payload must
     // still be one 0x00 byte, or the peer's inflater breaks on the next
     // message).
-    for (msg, compress) in [
-        (Message::text(""), true),
-        (Message::binary(Vec::new()), true),
-        (Message::text("{\"small\":\"compressed on request\"}"), true),
-        (Message::binary(json_like(50_000).into_bytes()), false),
+    for (msg, compression) in [
+        (Message::text(""), Compression::Always),
+        (Message::binary(Vec::new()), Compression::Always),
+        (
+            Message::text("{\"small\":\"compressed on request\"}"),
+            Compression::Always,
+        ),
+        (
+            Message::binary(json_like(50_000).into_bytes()),
+            Compression::Never,
+        ),
     ] {
-        step("send", ws.send_compressed(msg.clone(), compress))
+        step("send", ws.send_with(msg.clone(), compression))
             .await
-            .unwrap_or_else(|e| panic!("{what}: send_compressed({compress}): {e}"));
+            .unwrap_or_else(|e| panic!("{what}: send_with({compression:?}): {e}"));
         let got = step("echo", ws.recv()).await.unwrap();
-        assert!(got == msg, "{what}: echo after send_compressed({compress})");
+        assert!(got == msg, "{what}: echo after send_with({compression:?})");
         sent += msg.len() as u64;
     }
     sent

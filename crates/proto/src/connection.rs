@@ -673,7 +673,12 @@ impl Connection {
     /// ```
     /// use silverback_proto::extension::deflate::{DeflateConfig, DeflateParams, PerMessageDeflate};
     /// use silverback_proto::{Connection, Event, Message, Role};
-    /// let params = DeflateParams::default();
+    /// let params = DeflateParams {
+    ///     server_no_context_takeover: false,
+    ///     client_no_context_takeover: false,
+    ///     server_max_window_bits: 15,
+    ///     client_max_window_bits: 15,
+    /// };
     /// let cfg = DeflateConfig::default();
     /// let mut client = Connection::new(Role::Client);
     /// client.set_extension(Box::new(PerMessageDeflate::new(Role::Client, params, &cfg)));

@@ -17,7 +17,7 @@ use silverback_proto::Role;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::error::{Error, ErrorKind, Timeout};
+use crate::error::{Error, ErrorKind, RedirectRefusal, Timeout};
 use crate::proxy::Proxy;
 use crate::stream::MaybeTlsStream;
 use crate::{Config, WebSocket};
@@ -86,11 +86,6 @@ impl Dialer {
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
-    }
-
-    /// The connection settings.
-    pub fn get_config(&self) -> &Config {
-        &self.config
     }
 
     /// See [`Config::handshake_timeout`]: bounds dialing, proxy, TLS and
@@ -193,8 +188,10 @@ impl Dialer {
     ///   headers (e.g. `X-Custom`), [`origin`](Self::origin) and the
     ///   [`subprotocols`](Self::subprotocols) are sent on every hop.
     /// - **Downgrade TLS.** A redirect from `wss://` to `ws://` is refused
-    ///   with an [`ErrorKind::InvalidUrl`] error naming both URLs; nothing
-    ///   is sent to the `ws://` URL.
+    ///   with an [`ErrorKind::RedirectRefused`] error naming both URLs
+    ///   ([`RedirectRefusal::TlsDowngrade`],
+    ///   [`Error::is_redirect_refused`]); nothing is sent to the `ws://`
+    ///   URL.
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), silverback::Error> {
@@ -255,10 +252,11 @@ impl Dialer {
                 return Err(err);
             };
             if is_tls_downgrade(&from, &to) {
-                return Err(Error::new(ErrorKind::InvalidUrl(format!(
-                    "redirect from {url} to {next} refused: it would downgrade \
-                     wss:// (TLS) to ws:// (plain text)"
-                ))));
+                return Err(Error::new(ErrorKind::RedirectRefused {
+                    from: url.into(),
+                    to: next.into(),
+                    reason: RedirectRefusal::TlsDowngrade,
+                }));
             }
             same_origin = same_origin && Origin::of(&from) == Origin::of(&to);
             tracing::debug!(

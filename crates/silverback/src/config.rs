@@ -6,27 +6,49 @@ use silverback_proto::extension::deflate::DeflateConfig;
 
 /// Settings of one WebSocket connection. Every field has a safe default.
 ///
+/// Set them with the builder methods of the same name (each documents its
+/// setting and default); read them as fields, as with
+/// [`silverback_proto::Config`]. The struct is `#[non_exhaustive]`: build
+/// it from [`Config::default`], not with a struct literal.
+///
 /// ```
 /// use std::time::Duration;
 /// let config = silverback::Config::default()
 ///     .max_message_size(1 << 20)
 ///     .close_timeout(Duration::from_secs(2));
-/// assert_eq!(config.get_max_message_size(), 1 << 20);
+/// assert_eq!(config.max_message_size, 1 << 20);
+/// assert_eq!(config.close_timeout, Duration::from_secs(2));
+/// assert!(config.auto_pong);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
-    pub(crate) read_buffer_size: usize,
-    pub(crate) write_buffer_size: usize,
-    pub(crate) max_write_buffer_size: usize,
-    pub(crate) max_message_size: usize,
-    pub(crate) max_frame_size: usize,
-    pub(crate) close_timeout: Duration,
-    pub(crate) handshake_timeout: Duration,
-    pub(crate) ping_interval: Option<Duration>,
-    pub(crate) ping_timeout: Duration,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) write_timeout: Option<Duration>,
-    pub(crate) compression: Option<DeflateConfig>,
+    /// See [`Config::read_buffer_size()`]; values below 64 count as 64.
+    pub read_buffer_size: usize,
+    /// See [`Config::write_buffer_size()`].
+    pub write_buffer_size: usize,
+    /// See [`Config::max_write_buffer_size()`].
+    pub max_write_buffer_size: usize,
+    /// See [`Config::max_message_size()`].
+    pub max_message_size: usize,
+    /// See [`Config::max_frame_size()`].
+    pub max_frame_size: usize,
+    /// See [`Config::close_timeout()`].
+    pub close_timeout: Duration,
+    /// See [`Config::handshake_timeout()`].
+    pub handshake_timeout: Duration,
+    /// See [`Config::ping_interval()`].
+    pub ping_interval: Option<Duration>,
+    /// See [`Config::ping_timeout()`].
+    pub ping_timeout: Duration,
+    /// See [`Config::idle_timeout()`].
+    pub idle_timeout: Option<Duration>,
+    /// See [`Config::write_timeout()`].
+    pub write_timeout: Option<Duration>,
+    /// See [`Config::compression()`].
+    pub compression: Option<DeflateConfig>,
+    /// See [`Config::auto_pong()`].
+    pub auto_pong: bool,
 }
 
 impl Default for Config {
@@ -44,15 +66,16 @@ impl Default for Config {
             idle_timeout: None,
             write_timeout: Some(Duration::from_secs(30)),
             compression: None,
+            auto_pong: true,
         }
     }
 }
 
 impl Config {
-    /// Bytes asked of the transport per read (default 4 KiB). A larger
-    /// frame is read in as few reads as its size needs.
+    /// Bytes asked of the transport per read (default 4 KiB, at least 64).
+    /// A larger frame is read in as few reads as its size needs.
     pub fn read_buffer_size(mut self, n: usize) -> Self {
-        self.read_buffer_size = n.max(64);
+        self.read_buffer_size = n;
         self
     }
 
@@ -60,7 +83,7 @@ impl Config {
     /// input is waiting to be handled (default 64 KiB). See the crate docs
     /// on write coalescing.
     pub fn write_buffer_size(mut self, n: usize) -> Self {
-        self.write_buffer_size = n.max(1);
+        self.write_buffer_size = n;
         self
     }
 
@@ -149,29 +172,26 @@ impl Config {
         self
     }
 
-    /// The permessage-deflate settings, if enabled.
-    pub fn get_compression(&self) -> Option<&DeflateConfig> {
-        self.compression.as_ref()
-    }
-
-    /// The largest message accepted.
-    pub fn get_max_message_size(&self) -> usize {
-        self.max_message_size
-    }
-
-    /// The largest frame accepted.
-    pub fn get_max_frame_size(&self) -> usize {
-        self.max_frame_size
-    }
-
-    /// The handshake timeout.
-    pub fn get_handshake_timeout(&self) -> Duration {
-        self.handshake_timeout
+    /// Answer each Ping with a Pong automatically (default `true`), as
+    /// RFC 6455 §5.5.2 asks. With `false` the application answers: it
+    /// learns of pings with [`WebSocket::on_ping`](crate::WebSocket::on_ping)
+    /// and replies with [`WebSocket::pong`](crate::WebSocket::pong) (or
+    /// [`WsWriter::pong`](crate::WsWriter::pong)). Either way, no Pong is
+    /// sent once our Close was sent.
+    ///
+    /// ```
+    /// let config = silverback::Config::default().auto_pong(false);
+    /// assert!(!config.auto_pong);
+    /// ```
+    pub fn auto_pong(mut self, on: bool) -> Self {
+        self.auto_pong = on;
+        self
     }
 
     pub(crate) fn proto(&self) -> silverback_proto::Config {
         silverback_proto::Config::default()
             .max_message_size(self.max_message_size)
             .max_frame_size(self.max_frame_size)
+            .auto_pong(self.auto_pong)
     }
 }

@@ -10,6 +10,15 @@ use silverback_proto::{CloseCode, CloseFrame, End, Initiator, ProtocolError, Sen
 pub use silverback_proto::Timeout;
 
 /// What went wrong (or how the connection ended). See [`Error`].
+///
+/// Variants carry types of other crates; each is nameable through
+/// silverback, so a program needs no dependency of its own (and no
+/// matching version) to look inside: [`std::io::Error`];
+/// [`silverback::http`](crate::http) for the refused upgrade's response
+/// and [`silverback::bytes`](crate::bytes) for its body;
+/// [`silverback::proto`](crate::proto) for the protocol types
+/// ([`ProtocolError`], [`SendError`], [`Rejection`], [`ResponseError`],
+/// [`CloseFrame`]).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -51,6 +60,20 @@ pub enum ErrorKind {
     Io(io::Error),
     /// A URL that cannot be dialed.
     InvalidUrl(String),
+    /// The server redirected the upgrade request and the redirect was not
+    /// followed, for a reason of security ([`RedirectRefusal`]); nothing
+    /// was sent to `to`. (A redirect beyond
+    /// [`Dialer::follow_redirects`](crate::Dialer::follow_redirects), or
+    /// one that cannot be followed, is an [`HttpStatus`](Self::HttpStatus)
+    /// error with the response.) See [`Error::is_redirect_refused`].
+    RedirectRefused {
+        /// The URL that was redirected.
+        from: Box<str>,
+        /// Where the redirect pointed (resolved, with its `ws`/`wss` scheme).
+        to: Box<str>,
+        /// Why it was refused.
+        reason: RedirectRefusal,
+    },
     /// The server answered the upgrade request with another status than
     /// 101 (e.g. 401, 403, or a redirect that was not followed): the
     /// response with its headers and (at most 64 KiB of) body.
@@ -60,6 +83,26 @@ pub enum ErrorKind {
     Tls(io::Error),
     /// The proxy could not be reached or refused the tunnel.
     Proxy(String),
+}
+
+/// Why a [`Dialer`](crate::Dialer) refused to follow a redirect:
+/// [`ErrorKind::RedirectRefused`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RedirectRefusal {
+    /// From `wss://` to `ws://`: the request, its credentials and the
+    /// whole session would travel in plain text.
+    TlsDowngrade,
+}
+
+impl fmt::Display for RedirectRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TlsDowngrade => {
+                f.write_str("it would downgrade wss:// (TLS) to ws:// (plain text)")
+            }
+        }
+    }
 }
 
 /// The one error type of `silverback`.
@@ -197,16 +240,41 @@ impl Error {
         }
     }
 
+    /// The dialer refused to follow a redirect
+    /// ([`ErrorKind::RedirectRefused`]: e.g. from `wss://` to `ws://`).
+    ///
+    /// ```
+    /// # async fn f() {
+    /// use silverback::{Dialer, ErrorKind, RedirectRefusal};
+    /// match Dialer::new().follow_redirects(3).connect("wss://example.com/ws").await {
+    ///     Err(e) if e.is_redirect_refused() => {
+    ///         if let ErrorKind::RedirectRefused { from, to, reason } = e.kind() {
+    ///             assert_eq!(*reason, RedirectRefusal::TlsDowngrade);
+    ///             eprintln!("not following {from} -> {to}: {reason}");
+    ///         }
+    ///     }
+    ///     other => { let _ = other; }
+    /// }
+    /// # }
+    /// ```
+    pub fn is_redirect_refused(&self) -> bool {
+        matches!(self.inner.kind, ErrorKind::RedirectRefused { .. })
+    }
+
     /// TLS failed (e.g. the server's certificate did not verify).
     pub fn is_tls(&self) -> bool {
         matches!(self.inner.kind, ErrorKind::Tls(_))
     }
 
-    /// The handshake failed (refused by us, or a bad response).
+    /// The handshake failed (refused by us, a bad response, another
+    /// status than 101, or a redirect refused).
     pub fn is_handshake(&self) -> bool {
         matches!(
             self.inner.kind,
-            ErrorKind::Rejected(_) | ErrorKind::Handshake(_) | ErrorKind::HttpStatus(_)
+            ErrorKind::Rejected(_)
+                | ErrorKind::Handshake(_)
+                | ErrorKind::HttpStatus(_)
+                | ErrorKind::RedirectRefused { .. }
         ) || self.is_handshake_timeout()
     }
 
@@ -277,6 +345,9 @@ impl fmt::Display for Error {
             ErrorKind::WriteBufferFull => f.write_str("write buffer full: the peer is not reading"),
             ErrorKind::Io(e) => write!(f, "I/O error: {e}"),
             ErrorKind::InvalidUrl(u) => write!(f, "invalid URL: {u}"),
+            ErrorKind::RedirectRefused { from, to, reason } => {
+                write!(f, "redirect from {from} to {to} refused: {reason}")
+            }
             ErrorKind::HttpStatus(resp) => {
                 write!(f, "server answered {} instead of upgrading", resp.status())?;
                 let body = String::from_utf8_lossy(resp.body());

@@ -97,7 +97,7 @@ impl Upgrader {
             .keep_request_headers
             .then(|| Box::new(req.headers().clone()));
         let on_upgrade = negotiated.is_ok().then(|| hyper::upgrade::on(req));
-        let config = *self.get_config();
+        let config = self.config;
         async move {
             let (accepted, auth) = negotiated.map_err(refusal)?;
             let (accepted, identity) =

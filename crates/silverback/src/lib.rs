@@ -61,13 +61,22 @@
 //! for which [`Error::is_closed`] is true, with the peer's code and reason
 //! in [`Error::close_frame`].
 //!
+//! Like gorilla's `SetPingHandler`/`SetPongHandler`, [`WebSocket::on_ping`]
+//! and [`WebSocket::on_pong`] see each Ping and Pong as it is handled
+//! (and [`WebSocket::on_close`] picks the answer to the peer's Close). With
+//! [`Config::auto_pong`] off, pings are not answered for you: reply with
+//! [`WebSocket::pong`]. [`WebSocket::ping`] returns a future of the Pong.
+//!
 //! ## Concurrency
 //! One reader and one writer at a time: `recv` takes `&mut self`, as do
 //! `send` and `close`. To read and write from two tasks, [`WebSocket::split`]
 //! gives a [`WsReader`] and a [`WsWriter`]; the reader answers pings, and the
 //! writer's `close` lets the reader see every message sent before the
 //! peer's Close. `WebSocket` also implements `futures` [`Stream`] and
-//! [`Sink`](futures_sink::Sink).
+//! [`Sink`](futures_sink::Sink); the `Stream` ends with `None` after a
+//! clean close where `recv` returns an error for which
+//! [`Error::is_closed`] is true (the mapping: [`WebSocket`]'s docs, *How
+//! the end is reported*; [`WebSocket::end`] tells how it ended).
 //!
 //! ## Write coalescing
 //! `send` queues the message, then writes it out unless more received input
@@ -94,7 +103,8 @@
 //! [`Upgrader::response_header`] and [`Authorized::header`] add headers
 //! (e.g. `Set-Cookie`) to the `101`. A server's `WebSocket` keeps the
 //! request's path and query ([`WebSocket::request_path`]); its headers
-//! only with [`Upgrader::keep_request_headers`].
+//! only with [`Upgrader::keep_request_headers`]. The split halves answer
+//! the same questions ([`WsReader::identity`], [`WsWriter::request_path`]).
 //!
 //! ## JSON
 //! With feature `json`, `send_json` and `recv_json` send and receive
@@ -205,12 +215,29 @@
 //! [`DeflateConfig::shared`] (no context takeover, compressors shared per
 //! thread: the least memory). `max_message_size` applies to the inflated
 //! size, checked while inflating, so a decompression bomb ends with 1009.
-//! [`WebSocket::send_compressed`] overrides the choice per message.
+//! [`WebSocket::send_with`] overrides the choice per message
+//! ([`Compression::Always`] or [`Compression::Never`]).
 //!
 //! ```
 //! use silverback::{DeflateConfig, Upgrader};
 //! let upgrader = Upgrader::new().compression(DeflateConfig::default());
 //! ```
+//!
+//! ## API conventions
+//! - Settings are set by builder methods named after them, on [`Config`]
+//!   and on the [`Upgrader`] and [`Dialer`] that carry one
+//!   (`.max_message_size(n)`), and read as [`Config`]'s public fields
+//!   (`ws.config().max_message_size`), as in [`proto::Config`]. Builders
+//!   are write-only, like tokio's, hyper's and reqwest's.
+//! - Accessors have no `get_` prefix ([`WebSocket::protocol`],
+//!   [`WebSocket::config`], [`Error::close_code`]), except
+//!   [`WebSocket::get_ref`] and [`WebSocket::get_mut`] for the transport,
+//!   std's convention (`BufReader::get_ref`).
+//! - Yes/no questions are `is_*` ([`Error::is_closed`],
+//!   [`WebSocket::is_closed`]); hooks are `on_*` ([`WebSocket::on_close`],
+//!   [`WebSocket::on_ping`]).
+//! - Types of other crates in the API are reachable through silverback:
+//!   [`http`], [`bytes`], [`proto`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -236,7 +263,7 @@ mod ws;
 pub use auth::{AuthToken, Authorized, ReservedHeader, TOKEN_PROTOCOL_PREFIX};
 pub use client::{connect, ClientStream, Dialer};
 pub use config::Config;
-pub use error::{Error, ErrorKind, Timeout};
+pub use error::{Error, ErrorKind, RedirectRefusal, Timeout};
 #[cfg(feature = "hyper")]
 pub use hyper::{is_upgrade_request, HyperUpgrade, HyperWebSocket, UpgradeFuture};
 #[cfg(feature = "json")]
@@ -247,11 +274,19 @@ pub use shutdown::{Shutdown, ShutdownReport, Stats};
 pub use split::{WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
 pub use ws::{
-    MessageReader, MessageWriter, Offered, Overflow, PongFuture, QueueLimits, TrySendError,
-    WebSocket, WsSender,
+    Compression, MessageReader, MessageWriter, Offered, Overflow, PongFuture, QueueLimits,
+    TrySendError, WebSocket, WsSender,
 };
 
+/// The `bytes` crate silverback uses (message payloads, the body of
+/// [`Error::http_response`]): name its types through this re-export to
+/// always have the version silverback does.
+pub use bytes;
 pub use futures_core::Stream;
+/// The `http` crate silverback uses (upgrade requests and responses,
+/// headers, [`Error::http_response`]): name its types through this
+/// re-export to always have the version silverback does.
+pub use http;
 pub use silverback_proto as proto;
 pub use silverback_proto::extension::deflate::{DeflateConfig, DeflateParams, MemoryMode};
 pub use silverback_proto::handshake::server::Rejection;

@@ -46,6 +46,53 @@ impl UpgradeInfo {
     }
 }
 
+/// The accessors to the upgrade request, the same on a [`WebSocket`] and
+/// on both split halves; the type provides
+/// `fn upgrade_info(&self) -> Option<&UpgradeInfo>`.
+macro_rules! request_accessors {
+    () => {
+        /// Server side: the target of the upgrade request (path and query,
+        /// e.g. `/chat?room=rust`). `None` on a client.
+        pub fn request_target(&self) -> Option<&::http::uri::PathAndQuery> {
+            self.upgrade_info().map(|u| &u.target)
+        }
+
+        /// Server side: the path of the upgrade request (e.g. `/chat`).
+        pub fn request_path(&self) -> Option<&str> {
+            self.request_target().map(::http::uri::PathAndQuery::path)
+        }
+
+        /// Server side: the query of the upgrade request, without the `?`
+        /// (`None` if it had none, or on a client).
+        pub fn request_query(&self) -> Option<&str> {
+            self.request_target()
+                .and_then(::http::uri::PathAndQuery::query)
+        }
+
+        /// Server side: the headers of the upgrade request, kept only when
+        /// the upgrader was told to
+        /// ([`Upgrader::keep_request_headers`](crate::Upgrader::keep_request_headers)):
+        /// they often weigh a kilobyte (cookies), per connection.
+        pub fn request_headers(&self) -> Option<&::http::HeaderMap> {
+            self.upgrade_info().and_then(|u| u.headers.as_deref())
+        }
+
+        /// Server side: the identity the authorize hook returned
+        /// ([`Authorized::new`](crate::Authorized::new)), if it is a `T`.
+        pub fn identity<T: ::std::any::Any>(&self) -> Option<&T> {
+            self.upgrade_info()?.identity.as_deref()?.downcast_ref()
+        }
+
+        /// Server side: the identity the authorize hook returned,
+        /// type-erased and shared (clone it to keep it beyond the
+        /// connection, e.g. in a presence list).
+        pub fn identity_arc(&self) -> Option<&::std::sync::Arc<dyn ::std::any::Any + Send + Sync>> {
+            self.upgrade_info()?.identity.as_ref()
+        }
+    };
+}
+pub(crate) use request_accessors;
+
 /// Server side: what the connection knows of its upgrade request.
 ///
 /// On a connection from an [`Upgrader`](crate::Upgrader) (raw transport or
@@ -53,7 +100,9 @@ impl UpgradeInfo {
 /// always kept; the request headers only with
 /// [`Upgrader::keep_request_headers`](crate::Upgrader::keep_request_headers).
 /// On a client connection, or one made with
-/// [`WebSocket::from_raw_socket`], they are all `None`.
+/// [`WebSocket::from_raw_socket`], they are all `None`. The split halves
+/// ([`WsReader`](crate::WsReader), [`WsWriter`](crate::WsWriter)) have the
+/// same accessors, without locking the connection.
 ///
 /// ```
 /// use silverback::{Authorized, Dialer, Upgrader};
@@ -88,43 +137,18 @@ impl<S> WebSocket<S> {
         self.upgrade.as_deref()
     }
 
-    /// Server side: the target of the upgrade request (path and query,
-    /// e.g. `/chat?room=rust`). `None` on a client.
-    pub fn request_target(&self) -> Option<&PathAndQuery> {
-        self.upgrade_info().map(|u| &u.target)
+    /// Moves the upgrade request info out (to the split halves, which read
+    /// it without locking the connection).
+    pub(crate) fn take_upgrade_info(&mut self) -> Option<Box<UpgradeInfo>> {
+        self.upgrade.take()
     }
 
-    /// Server side: the path of the upgrade request (e.g. `/chat`).
-    pub fn request_path(&self) -> Option<&str> {
-        self.request_target().map(PathAndQuery::path)
+    /// Puts back what [`take_upgrade_info`](Self::take_upgrade_info) took.
+    pub(crate) fn restore_upgrade_info(&mut self, info: Option<Box<UpgradeInfo>>) {
+        self.upgrade = info;
     }
 
-    /// Server side: the query of the upgrade request, without the `?`
-    /// (`None` if it had none, or on a client).
-    pub fn request_query(&self) -> Option<&str> {
-        self.request_target().and_then(PathAndQuery::query)
-    }
-
-    /// Server side: the headers of the upgrade request, kept only when
-    /// the upgrader was told to
-    /// ([`Upgrader::keep_request_headers`](crate::Upgrader::keep_request_headers)):
-    /// they often weigh a kilobyte (cookies), per connection.
-    pub fn request_headers(&self) -> Option<&HeaderMap> {
-        self.upgrade_info().and_then(|u| u.headers.as_deref())
-    }
-
-    /// Server side: the identity the authorize hook returned
-    /// ([`Authorized::new`](crate::Authorized::new)), if it is a `T`.
-    pub fn identity<T: Any>(&self) -> Option<&T> {
-        self.upgrade_info()?.identity.as_deref()?.downcast_ref()
-    }
-
-    /// Server side: the identity the authorize hook returned, type-erased
-    /// and shared (clone it to keep it beyond the connection, e.g. in a
-    /// presence list).
-    pub fn identity_arc(&self) -> Option<&Arc<dyn Any + Send + Sync>> {
-        self.upgrade_info()?.identity.as_ref()
-    }
+    request_accessors!();
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ type OriginCheck = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
 /// ```
 #[derive(Clone)]
 pub struct Upgrader {
-    config: Config,
+    pub(crate) config: Config,
     check_origin: Option<OriginCheck>,
     subprotocols: Arc<[String]>,
     head_limits: HeadLimits,
@@ -161,11 +161,6 @@ impl Upgrader {
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
-    }
-
-    /// The connection settings.
-    pub fn get_config(&self) -> &Config {
-        &self.config
     }
 
     /// See [`Config::read_buffer_size`].

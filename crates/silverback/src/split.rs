@@ -7,13 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Waker};
 
+use futures_core::stream::FusedStream;
 use futures_core::Stream;
 use futures_sink::Sink;
 use silverback_proto::{CloseCode, Message, OpCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::request::{request_accessors, UpgradeInfo};
 use crate::ws::Received;
-use crate::{Error, PongFuture, WebSocket};
+use crate::{Compression, End, Error, PongFuture, WebSocket};
 
 /// Tasks waiting on a connection shared by split halves (at most a few:
 /// the reader, the writer, and whoever they hand the news to).
@@ -47,6 +49,9 @@ impl WakerList {
 struct Shared<S> {
     ws: Mutex<WebSocket<S>>,
     reader_alive: AtomicBool,
+    /// The upgrade request info, moved out of the `WebSocket` while split
+    /// (read by both halves without the lock), put back by `reunite`.
+    upgrade: Option<Box<UpgradeInfo>>,
 }
 
 impl<S> Shared<S> {
@@ -75,9 +80,11 @@ pub struct WsWriter<S> {
 pub(crate) fn split<S>(mut ws: WebSocket<S>) -> (WsReader<S>, WsWriter<S>) {
     // The reader inflates outside the lock the writer needs.
     ws.set_defer_decoding(true);
+    let upgrade = ws.take_upgrade_info();
     let shared = Arc::new(Shared {
         ws: Mutex::new(ws),
         reader_alive: AtomicBool::new(true),
+        upgrade,
     });
     (
         WsReader {
@@ -99,6 +106,33 @@ impl<S> fmt::Debug for WsWriter<S> {
     }
 }
 
+/// What both halves can tell without locking (the upgrade request) or
+/// with a short lock (how the connection ended).
+macro_rules! half_accessors {
+    ($half:ident) => {
+        impl<S> $half<S> {
+            fn upgrade_info(&self) -> Option<&UpgradeInfo> {
+                self.shared.upgrade.as_deref()
+            }
+
+            request_accessors!();
+
+            /// Whether the connection has ended; see [`WebSocket::is_closed`].
+            pub fn is_closed(&self) -> bool {
+                self.shared.lock().is_closed()
+            }
+
+            /// How the connection ended, once it has; see [`WebSocket::end`].
+            pub fn end(&self) -> Option<End> {
+                self.shared.lock().end()
+            }
+        }
+    };
+}
+
+half_accessors!(WsReader);
+half_accessors!(WsWriter);
+
 impl<S> Drop for WsReader<S> {
     fn drop(&mut self) {
         self.shared.reader_alive.store(false, Ordering::Release);
@@ -113,7 +147,9 @@ impl<S> WsReader<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    /// Receives the next data message; see [`WebSocket::recv`].
+    /// Receives the next data message; see [`WebSocket::recv`] (every end
+    /// is an `Err`), and the [`Stream`] impl (a clean close ends it with
+    /// `None`).
     ///
     /// A compressed message is inflated without holding the connection:
     /// the writer half goes on sending meanwhile.
@@ -159,6 +195,25 @@ where
         f(&mut self.shared.lock())
     }
 
+    /// Sets the ping hook; see [`WebSocket::on_ping`]. It runs in this
+    /// half's task, while it receives.
+    pub fn on_ping<F>(&mut self, hook: F)
+    where
+        F: FnMut(&[u8]) + Send + 'static,
+    {
+        self.shared.lock().on_ping(hook);
+    }
+
+    /// Sets the pong hook; see [`WebSocket::on_pong`]. It runs in this
+    /// half's task, while it receives (or in the writer's, when it closes
+    /// alone).
+    pub fn on_pong<F>(&mut self, hook: F)
+    where
+        F: FnMut(&[u8]) + Send + 'static,
+    {
+        self.shared.lock().on_pong(hook);
+    }
+
     /// Whether `self` and `writer` came from the same [`WebSocket`].
     pub fn is_pair_of(&self, writer: &WsWriter<S>) -> bool {
         Arc::ptr_eq(&self.shared, &writer.shared)
@@ -177,7 +232,11 @@ where
         drop(self);
         drop(writer);
         let mut ws = match Arc::try_unwrap(shared) {
-            Ok(s) => s.ws.into_inner().unwrap_or_else(|e| e.into_inner()),
+            Ok(s) => {
+                let mut ws = s.ws.into_inner().unwrap_or_else(|e| e.into_inner());
+                ws.restore_upgrade_info(s.upgrade);
+                ws
+            }
             Err(_) => unreachable!("both halves were dropped"),
         };
         ws.set_defer_decoding(false);
@@ -204,6 +263,17 @@ where
         f(&mut self.shared.lock())
     }
 
+    /// Sends a message, choosing whether it is compressed, and flushes it;
+    /// see [`WebSocket::send_with`].
+    pub async fn send_with(
+        &mut self,
+        msg: impl Into<Message>,
+        compression: Compression,
+    ) -> Result<(), Error> {
+        self.shared.lock().queue_with(&msg.into(), compression)?;
+        self.flush().await
+    }
+
     /// Sends one fragment of a message; see [`WebSocket::send_fragment`].
     pub async fn send_fragment(
         &mut self,
@@ -225,6 +295,15 @@ where
         let pong = self.shared.lock().queue_ping(payload)?;
         self.flush().await?;
         Ok(pong)
+    }
+
+    /// Sends a Pong and flushes it; see [`WebSocket::pong`]. With
+    /// [`Config::auto_pong`](crate::Config::auto_pong()) off, this is how
+    /// the writer task answers the pings the reader's
+    /// [ping hook](WsReader::on_ping) reports.
+    pub async fn pong(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.shared.lock().queue_pong(payload)?;
+        self.flush().await
     }
 
     /// Writes out everything queued.
@@ -281,13 +360,25 @@ where
 {
     type Item = Result<Message, Error>;
 
-    /// As [`WebSocket`]'s: ends (`None`) after a clean close.
+    /// As [`WebSocket`]'s: `None` after a clean close, after the error of
+    /// another end; see [how the end is
+    /// reported](WebSocket#how-the-end-is-reported-recv-and-stream).
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match ready!(self.poll_recv(cx)) {
             Ok(m) => Poll::Ready(Some(Ok(m))),
             Err(e) if e.is_closed() => Poll::Ready(None),
             Err(e) => Poll::Ready(Some(Err(e))),
         }
+    }
+}
+
+impl<S> FusedStream for WsReader<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// True once the end of the connection was reported.
+    fn is_terminated(&self) -> bool {
+        self.shared.lock().end_reported()
     }
 }
 

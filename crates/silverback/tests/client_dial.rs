@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use common::dial::{plain_wrap, upgrade_and_echo, BoxIo, Served, Session, TestProxy};
 use common::*;
-use silverback::proto::http::{Request, Response};
+use silverback::http::{Request, Response};
 use silverback::{CloseCode, Dialer, Error, ErrorKind, Message, Proxy, Upgrader, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -724,6 +724,7 @@ mod tls {
     use common::dial::tls_wrap;
     use common::pki::{acceptor, acceptor_requiring_client_cert, loopback_pki, Ca};
     use silverback::tls::TlsConfig;
+    use silverback::RedirectRefusal;
 
     #[tokio::test]
     async fn wss_echo_by_name_and_by_ip_and_client_close_4000() {
@@ -1031,13 +1032,21 @@ mod tls {
         for path in ["/ws", "/http"] {
             let url = format!("wss://localhost:{}{path}", addr.port());
             let err = within(dialer.connect(&url)).await.unwrap_err();
-            assert!(
-                matches!(err.kind(), ErrorKind::InvalidUrl(_)),
-                "{path}: {err:?}"
-            );
+            let to = format!("ws://{plain_addr}/plain");
+            match err.kind() {
+                ErrorKind::RedirectRefused {
+                    from,
+                    to: refused,
+                    reason,
+                } => {
+                    assert_eq!((&**from, &**refused), (url.as_str(), to.as_str()));
+                    assert_eq!(*reason, RedirectRefusal::TlsDowngrade);
+                }
+                other => panic!("{path}: {other:?}"),
+            }
+            assert!(err.is_redirect_refused() && err.is_handshake(), "{err:?}");
             assert!(err.http_response().is_none() && !err.is_tls(), "{err:?}");
             let msg = err.to_string();
-            let to = format!("ws://{plain_addr}/plain");
             assert!(
                 msg.contains(&format!("redirect from {url} to {to} refused"))
                     && msg.contains("downgrade wss:// (TLS) to ws:// (plain text)"),

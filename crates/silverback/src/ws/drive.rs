@@ -157,9 +157,12 @@ where
                     }
                     continue;
                 }
-                Ok(Some(Event::Ping(_))) => continue,
+                Ok(Some(Event::Ping(p))) => {
+                    self.ping_received(&p);
+                    continue;
+                }
                 Ok(Some(Event::Pong(p))) => {
-                    self.pings.pong(&p);
+                    self.pong_received(&p);
                     continue;
                 }
                 Ok(Some(Event::Close(frame))) => {
@@ -312,7 +315,7 @@ where
         while let Ok(Some(ev)) = self.conn.next_event() {
             match ev {
                 Event::Close(frame) => tracing::debug!(?frame, "received Close"),
-                Event::Pong(p) => self.pings.pong(&p),
+                Event::Pong(p) => self.pong_received(&p),
                 _ => {}
             }
         }

@@ -34,6 +34,7 @@ where
         let want = self
             .config
             .read_buffer_size
+            .max(64)
             .max(self.conn.bytes_needed().min(MAX_READ_AHEAD));
         let res = if self.conn.buffered_input() == 0
             && self.conn.read_buf().capacity() < want

@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use futures_core::stream::FusedStream;
 use futures_core::Stream;
 use futures_sink::Sink;
 use silverback_proto::{CloseCode, CloseFrame, Connection, Message, OpCode, Role};
@@ -53,6 +54,48 @@ use timers::Timers;
 /// - [`split`](Self::split) gives a reader and a writer for two tasks.
 ///
 /// It also implements [`Stream`] of messages and [`Sink`] of messages.
+///
+/// # How the end is reported: `recv` and `Stream`
+///
+/// `recv` keeps gorilla's shape (every end is an `Err`, so a loop on
+/// `recv` needs no other exit); the [`Stream`] follows Rust's (a stream
+/// that ends yields `None`). Side by side, for this connection and for a
+/// [`WsReader`](crate::WsReader):
+///
+/// | the connection...                         | `recv()` returns                          | `Stream::poll_next` yields  |
+/// |-------------------------------------------|-------------------------------------------|-----------------------------|
+/// | received a data message                   | `Ok(msg)`                                 | `Some(Ok(msg))`             |
+/// | closed cleanly (either side started it)   | `Err(e)`, [`e.is_closed()`](Error::is_closed), the peer's code in [`e.close_frame()`](Error::close_frame) | `None`  |
+/// | ended otherwise (1006, protocol, timeout) | `Err(e)`, [`e.is_unexpected_close(..)`](Error::is_unexpected_close) | `Some(Err(e))`, then `None` |
+/// | ended, and that was already reported      | `Err(e)`, [`ErrorKind::AlreadyClosed`]    | `None` ([`FusedStream`])    |
+///
+/// The end is reported once, by whichever of the two sees it first. After
+/// `None`, or at any time, [`end`](Self::end) says how the connection
+/// ended (with the peer's Close frame for a clean close): what the
+/// `Stream` does not carry.
+///
+/// ```
+/// use futures_util::StreamExt;
+/// use silverback::{testing, CloseCode, Config, End, Message};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), silverback::Error> {
+/// let (mut client, mut server) = testing::pair(Config::default(), Config::default());
+/// let closing = tokio::spawn(async move {
+///     client.send(Message::text("last")).await?;
+///     client.close(CloseCode::GoingAway, "done").await
+/// });
+/// // As a Stream: the message, then `None` for the clean close.
+/// assert_eq!(server.next().await.transpose()?, Some(Message::text("last")));
+/// assert!(server.next().await.is_none());
+/// let end = server.end().expect("ended");
+/// assert!(end.is_clean());
+/// assert_eq!((end.close_code(), end.reason()), (CloseCode::GoingAway, "done"));
+/// // The end was reported (by the Stream): `recv` now says AlreadyClosed.
+/// assert!(server.recv().await.unwrap_err().is_closed());
+/// closing.await.unwrap()?;
+/// # Ok(()) }
+/// ```
 pub struct WebSocket<S> {
     io: S,
     /// The protocol: every decision, including how the connection ends.
@@ -81,6 +124,43 @@ pub struct WebSocket<S> {
     span: tracing::Span,
     /// Server side: the upgrade request's target, identity, headers.
     pub(crate) upgrade: Option<Box<crate::request::UpgradeInfo>>,
+    /// Ping and Pong hooks: one pointer while none is set.
+    hooks: Option<Box<Hooks>>,
+}
+
+/// A ping or pong hook: gets the control frame's payload.
+type Hook = Box<dyn FnMut(&[u8]) + Send>;
+
+/// The application's ping and pong hooks.
+#[derive(Default)]
+struct Hooks {
+    ping: Option<Hook>,
+    pong: Option<Hook>,
+}
+
+/// Whether one message is compressed: see [`WebSocket::send_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Compression {
+    /// As configured: compressed from the size threshold on, and only if
+    /// that makes it smaller. What [`WebSocket::send`] does.
+    #[default]
+    Auto,
+    /// Compressed, whatever its size.
+    Always,
+    /// Sent as it is.
+    Never,
+}
+
+impl Compression {
+    /// The core's per-message override.
+    fn transform(self) -> Option<bool> {
+        match self {
+            Self::Auto => None,
+            Self::Always => Some(true),
+            Self::Never => Some(false),
+        }
+    }
 }
 
 /// What the async layer remembers beyond the core's state.
@@ -118,6 +198,23 @@ impl<S> WebSocket<S> {
     pub(crate) fn wake_finish_waiters(&mut self) {
         self.finish_wakers.wake_all();
     }
+
+    /// Whether the end of the connection was handed out (by `recv` or the
+    /// `Stream`).
+    pub(crate) fn end_reported(&self) -> bool {
+        self.flags.reported
+    }
+
+    /// Whether the connection has ended (the transport is closed).
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_over()
+    }
+
+    /// How the connection ended, once it has: who closed, the codes, the
+    /// cause. The same answer `recv` reports as an error.
+    pub fn end(&self) -> Option<silverback_proto::End> {
+        self.conn.end()
+    }
 }
 
 impl<S> WebSocket<S>
@@ -149,6 +246,7 @@ where
             opened: Instant::now(),
             span: tracing::Span::none(),
             upgrade: None,
+            hooks: None,
         }
     }
 
@@ -217,6 +315,120 @@ where
         self.conn.set_close_handler(Box::new(handler));
     }
 
+    /// Calls `hook` with the payload of every Ping received, like
+    /// gorilla's `SetPingHandler`, replacing the previous ping hook.
+    ///
+    /// The hook runs in the task that receives ([`recv`](Self::recv), the
+    /// [`Stream`] impl or the [`WsReader`](crate::WsReader)), synchronously
+    /// while the Ping is handled, before `recv` returns its next message:
+    /// keep it short and never block in it. With
+    /// [`Config::auto_pong`](crate::Config::auto_pong()) on (the default)
+    /// the Pong is already queued when the hook runs; with it off, no Pong
+    /// is sent unless the application sends one with [`pong`](Self::pong),
+    /// e.g. from a task the hook hands the payload to. Pings that arrive
+    /// after our Close was sent are neither answered nor reported.
+    ///
+    /// ```
+    /// use silverback::{testing, Config, Message};
+    /// use tokio::sync::mpsc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), silverback::Error> {
+    /// let manual = Config::default().auto_pong(false);
+    /// let (mut client, mut server) = testing::pair(Config::default(), manual);
+    ///
+    /// // The server answers pings itself, from its receive loop.
+    /// let (pings, mut to_answer) = mpsc::unbounded_channel();
+    /// server.on_ping(move |payload| {
+    ///     let _ = pings.send(payload.to_vec());
+    /// });
+    /// let server = tokio::spawn(async move {
+    ///     loop {
+    ///         tokio::select! {
+    ///             msg = server.recv() => match msg {
+    ///                 Ok(msg) => server.send(msg).await?,
+    ///                 Err(e) if e.is_closed() => return Ok(()),
+    ///                 Err(e) => return Err(e),
+    ///             },
+    ///             Some(payload) = to_answer.recv() => {
+    ///                 server.pong(&payload).await?;
+    ///             }
+    ///         }
+    ///     }
+    /// });
+    ///
+    /// client.send(Message::text("echo")).await?;
+    /// assert_eq!(client.recv().await?, Message::text("echo"));
+    /// let pong = client.ping(b"hi").await?;
+    /// // Pongs are received by `recv`: keep reading while waiting.
+    /// tokio::select! {
+    ///     rtt = pong => { rtt?; } // the server's own Pong
+    ///     msg = client.recv() => panic!("unexpected {msg:?}"),
+    /// }
+    /// client.close(silverback::CloseCode::Normal, "").await?;
+    /// server.await.unwrap()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_ping<F>(&mut self, hook: F)
+    where
+        F: FnMut(&[u8]) + Send + 'static,
+    {
+        self.hooks.get_or_insert_with(Box::default).ping = Some(Box::new(hook));
+    }
+
+    /// Calls `hook` with the payload of every Pong received (answers to
+    /// our pings, keepalive ones included, and unsolicited pongs), like
+    /// gorilla's `SetPongHandler`, replacing the previous pong hook. It
+    /// runs where the [ping hook](Self::on_ping) runs, after the Pong
+    /// resolved its [`PongFuture`], also while the connection closes.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use silverback::{testing, CloseCode, Config};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), silverback::Error> {
+    /// let (mut client, mut server) = testing::pair(Config::default(), Config::default());
+    /// let pongs = Arc::new(AtomicUsize::new(0));
+    /// let seen = pongs.clone();
+    /// client.on_pong(move |payload| {
+    ///     assert_eq!(payload, b"ts=1");
+    ///     seen.fetch_add(1, Ordering::Relaxed);
+    /// });
+    /// let server = tokio::spawn(async move { server.recv().await });
+    /// let pong = client.ping(b"ts=1").await?;
+    /// client.close(CloseCode::Normal, "").await?; // reads the Pong, then the Close
+    /// pong.await?;
+    /// assert_eq!(pongs.load(Ordering::Relaxed), 1);
+    /// assert!(server.await.unwrap().unwrap_err().is_closed());
+    /// # Ok(()) }
+    /// ```
+    pub fn on_pong<F>(&mut self, hook: F)
+    where
+        F: FnMut(&[u8]) + Send + 'static,
+    {
+        self.hooks.get_or_insert_with(Box::default).pong = Some(Box::new(hook));
+    }
+
+    /// Runs the ping hook, if any, unless our Close was sent.
+    pub(crate) fn ping_received(&mut self, payload: &[u8]) {
+        if self.conn.close_sent().is_some() {
+            return;
+        }
+        if let Some(hook) = self.hooks.as_mut().and_then(|h| h.ping.as_mut()) {
+            hook(payload);
+        }
+    }
+
+    /// Resolves the ping the Pong answers, then runs the pong hook.
+    pub(crate) fn pong_received(&mut self, payload: &[u8]) {
+        self.pings.pong(payload);
+        if let Some(hook) = self.hooks.as_mut().and_then(|h| h.pong.as_mut()) {
+            hook(payload);
+        }
+    }
+
     pub(crate) fn set_protocol(&mut self, p: Option<String>) {
         self.protocol = p;
     }
@@ -247,17 +459,6 @@ where
         &mut self.io
     }
 
-    /// Whether the connection has ended (the transport is closed).
-    pub fn is_closed(&self) -> bool {
-        self.conn.is_over()
-    }
-
-    /// How the connection ended, once it has: who closed, the codes, the
-    /// cause. The same answer `recv` reports as an error.
-    pub fn end(&self) -> Option<silverback_proto::End> {
-        self.conn.end()
-    }
-
     /// The round-trip time of the last answered ping: keepalive pings
     /// measure it for free, and so do [`ping`](Self::ping)s.
     pub fn last_rtt(&self) -> Option<Duration> {
@@ -272,7 +473,9 @@ where
     /// Close was already answered and the transport closed), otherwise the
     /// cause (peer vanished: 1006, protocol error: the code we sent, ...).
     /// Once the end was reported, further calls fail with
-    /// [`ErrorKind::AlreadyClosed`].
+    /// [`ErrorKind::AlreadyClosed`]. The [`Stream`] reports the same ends
+    /// as `None` or an error: see [how the end is
+    /// reported](WebSocket#how-the-end-is-reported-recv-and-stream).
     ///
     /// Cancel safe: a message is never lost if the future is dropped.
     pub async fn recv(&mut self) -> Result<Message, Error> {
@@ -292,16 +495,42 @@ where
         Ok(())
     }
 
-    /// Like [`send`](Self::send), choosing compression for this message:
-    /// `true` compresses it even below the size threshold (or when it does
-    /// not shrink), `false` sends it as it is. Without negotiated
-    /// compression, the same as `send`.
-    pub async fn send_compressed(
+    /// Like [`send`](Self::send), choosing whether this message is
+    /// compressed with permessage-deflate:
+    ///
+    /// - [`Compression::Auto`]: what `send` does: compressed when at least
+    ///   the [`DeflateConfig`](crate::DeflateConfig) threshold long, and
+    ///   sent as it is if deflating did not make it smaller;
+    /// - [`Compression::Always`]: compressed whatever its size (even if it
+    ///   grows);
+    /// - [`Compression::Never`]: sent as it is (e.g. data already
+    ///   compressed, or a secret next to attacker-chosen text in one
+    ///   compression context, the BREACH/CRIME concern).
+    ///
+    /// Without negotiated compression (the peer did not accept it, or
+    /// [`Config::compression`](crate::Config::compression()) is off), the
+    /// choice is ignored: every message goes uncompressed, as RFC 7692
+    /// requires, and this is not an error.
+    /// [`compression`](Self::compression) says what was negotiated.
+    ///
+    /// ```
+    /// use silverback::{testing, Compression, Config, DeflateConfig, Message};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), silverback::Error> {
+    /// // In memory, without a handshake: nothing negotiated.
+    /// let (mut client, mut server) = testing::pair(Config::default(), Config::default());
+    /// assert!(client.compression().is_none());
+    /// client.send_with(Message::text("sent as it is"), Compression::Always).await?;
+    /// assert_eq!(server.recv().await?, Message::text("sent as it is"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_with(
         &mut self,
         msg: impl Into<Message>,
-        compress: bool,
+        compression: Compression,
     ) -> Result<(), Error> {
-        self.queue_with(&msg.into(), Some(compress))?;
+        self.queue_with(&msg.into(), compression)?;
         if self.should_flush() {
             self.flush().await?;
         }
@@ -340,6 +569,21 @@ where
         let pong = self.queue_ping(payload)?;
         self.flush().await?;
         Ok(pong)
+    }
+
+    /// Sends a Pong with `payload` (at most 125 bytes) and flushes it:
+    /// the answer to a Ping when [`Config::auto_pong`](crate::Config::auto_pong())
+    /// is off (see [`on_ping`](Self::on_ping)), or an unsolicited Pong (a
+    /// one-way heartbeat, RFC 6455 §5.5.3).
+    pub async fn pong(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.queue_pong(payload)?;
+        self.flush().await
+    }
+
+    pub(crate) fn queue_pong(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.check_open()?;
+        self.conn.pong(payload)?;
+        Ok(())
     }
 
     pub(crate) fn queue_ping(&mut self, payload: &[u8]) -> Result<PongFuture, Error> {
@@ -383,19 +627,19 @@ where
     }
 
     pub(crate) fn queue(&mut self, msg: &Message) -> Result<(), Error> {
-        self.queue_with(msg, None)
+        self.queue_with(msg, Compression::Auto)
     }
 
     pub(crate) fn queue_with(
         &mut self,
         msg: &Message,
-        compress: Option<bool>,
+        compression: Compression,
     ) -> Result<(), Error> {
         self.check_open()?;
         if self.conn.output_len() > self.config.max_write_buffer_size {
             return Err(Error::new(ErrorKind::WriteBufferFull));
         }
-        self.conn.send_with(msg, compress)?;
+        self.conn.send_with(msg, compression.transform())?;
         self.stats.messages_out += 1;
         Ok(())
     }
@@ -441,13 +685,25 @@ where
     type Item = Result<Message, Error>;
 
     /// Yields messages; ends (`None`) after a clean close, after yielding
-    /// the error of an abnormal one.
+    /// the error of an abnormal one. See [how the end is
+    /// reported](WebSocket#how-the-end-is-reported-recv-and-stream).
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match ready!(self.poll_recv(cx)) {
             Ok(m) => Poll::Ready(Some(Ok(m))),
             Err(e) if e.is_closed() => Poll::Ready(None),
             Err(e) => Poll::Ready(Some(Err(e))),
         }
+    }
+}
+
+impl<S> FusedStream for WebSocket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// True once the end of the connection was reported (by `recv` or
+    /// the `Stream`): no message follows.
+    fn is_terminated(&self) -> bool {
+        self.end_reported()
     }
 }
 
