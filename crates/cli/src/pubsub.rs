@@ -128,12 +128,13 @@ impl PubSub {
         if topics.is_empty() {
             topics.push(DEFAULT_TOPIC.to_owned());
         }
-        topics.dedup();
+        let mut seen = std::collections::HashSet::new();
+        topics.retain(|t| seen.insert(t.clone()));
         for t in &topics {
             if let Err(e) = self.hub.subscribe(t, sender, peer.to_string()).await {
                 let e = EnvelopeError::from(e);
                 tracing::info!(%peer, topic = %t, error = %e, "subscription refused");
-                let reason: String = format!("{}: {t}", e.code).chars().take(100).collect();
+                let reason = truncate(&format!("{}: {t}", e.code), 120).to_owned();
                 let _ = ws.close(CloseCode::PolicyViolation, &reason).await;
                 let end = drain(ws).await;
                 crate::serve::log_end(ws, peer, &end);
@@ -252,6 +253,16 @@ where
     }
 }
 
+/// `s` cut to at most `max` bytes, on a character boundary (a close
+/// reason has at most 123).
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// The values of the `topic` parameters of a query string
 /// (percent-decoded, `+` as a space), in order.
 pub fn topics_of_query(query: &str) -> Vec<String> {
@@ -301,5 +312,15 @@ mod tests {
         );
         assert_eq!(topics_of_query("topic=%zz&topic=%4"), ["%zz", "%4"]);
         assert_eq!(topics_of_query("topic"), [""]);
+    }
+
+    #[test]
+    fn close_reasons_fit() {
+        assert_eq!(truncate("abc", 120), "abc");
+        let long = "é".repeat(100); // 200 bytes
+        let cut = truncate(&long, 120);
+        assert_eq!(cut.len(), 120);
+        let odd = format!("x{long}");
+        assert_eq!(truncate(&odd, 120).len(), 119);
     }
 }

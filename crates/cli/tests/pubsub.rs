@@ -229,6 +229,17 @@ async fn raw_mode_delivers_each_topic_to_its_subscribers_in_order() {
 #[tokio::test]
 async fn raw_mode_refuses_a_bad_topic_with_1008() {
     let server = Server::start(&["--pubsub", "--max-topic-len", "8"]).await;
+    // A repeated topic counts once.
+    let mut ok = dial(
+        &format!("{}?topic=ok&topic=b&topic=ok", server.ws_url),
+        false,
+    )
+    .await;
+    send(&mut ok, Message::text("once")).await;
+    assert_eq!(recv(&mut ok).await.as_text(), Some("once"));
+    assert_eq!(recv(&mut ok).await.as_text(), Some("once")); // topic b
+    send(&mut ok, Message::text("second")).await;
+    assert_eq!(recv(&mut ok).await.as_text(), Some("second"));
     let mut ws = dial(
         &format!("{}?topic=ok&topic=much-too-long", server.ws_url),
         false,
