@@ -1,9 +1,11 @@
-//! The `silverback` command: `serve` (echo server and demo page; the
-//! default) and `connect` (interactive client).
+//! The `silverback` command: `serve` (echo server and demo page, or with
+//! `--pubsub` a pub/sub server and chat page; the default) and `connect`
+//! (interactive client).
 
 mod bench;
 mod connect;
 mod fanout;
+mod pubsub;
 mod serve;
 
 use std::io::IsTerminal;
@@ -23,7 +25,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the echo server (default): ws://127.0.0.1:8080/ws plus a demo page at /.
+    /// Run the echo server (default): ws://127.0.0.1:8080/ws plus a demo page at /;
+    /// with --pubsub, a pub/sub server and a chat page.
     Serve(serve::ServeArgs),
     /// Connect to a WebSocket server: stdin lines out, messages received to stdout.
     Connect(connect::ConnectArgs),

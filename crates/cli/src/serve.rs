@@ -1,5 +1,6 @@
 //! `silverback serve`: the echo server of the gorilla tutorial, plus a demo
-//! page.
+//! page; with `--pubsub`, a pub/sub server (see [`crate::pubsub`]) and a
+//! chat page.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,12 +9,17 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use silverback::tls::TlsAcceptor;
-use silverback::{CloseCode, DeflateConfig, Initiator, Shutdown, Upgrader};
+use silverback::{CloseCode, DeflateConfig, Initiator, QueueLimits, Shutdown, Upgrader};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::pubsub::{self, PubSub, SlowConsumer};
+
 const DEMO_PAGE: &str = include_str!("demo.html");
+/// The default `--max-message-size` with `--pubsub`.
+const PUBSUB_MAX_MESSAGE_SIZE: usize = 64 << 10;
+const CHAT_PAGE: &str = include_str!("chat.html");
 
 /// Options of `silverback serve`.
 #[derive(Debug, Args)]
@@ -24,9 +30,11 @@ pub struct ServeArgs {
     /// Path of the WebSocket endpoint.
     #[arg(long, default_value = "/ws")]
     pub path: String,
-    /// Largest message accepted, in bytes (larger: close 1009).
-    #[arg(long, default_value_t = 64 << 20)]
-    pub max_message_size: usize,
+    /// Largest message accepted, in bytes (larger: close 1009); default
+    /// 64 MiB, 64 KiB with --pubsub (every message may be kept in history
+    /// and queued for every subscriber).
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_size: Option<usize>,
     /// Largest frame accepted, in bytes (larger: close 1009).
     #[arg(long, default_value_t = 16 << 20)]
     pub max_frame_size: usize,
@@ -63,6 +71,37 @@ pub struct ServeArgs {
     /// closed.
     #[arg(long, default_value_t = 0)]
     pub max_connections: usize,
+    /// Pub/sub instead of echo: raw mode (`/ws?topic=NAME`, every message
+    /// published unchanged to the URL's topics) or JSON envelopes with the
+    /// `pubsub.v1` subprotocol; the chat page on `/`.
+    #[arg(long)]
+    pub pubsub: bool,
+    /// --pubsub: most messages queued for one connection.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub queue_messages: usize,
+    /// --pubsub: most bytes queued for one connection.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub queue_bytes: usize,
+    /// --pubsub: what to do when a connection's queue is full: close it
+    /// with 1013 "slow consumer" (it reconnects and recovers from
+    /// history), drop its oldest queued messages, or drop the new one.
+    #[arg(long, value_enum, default_value = "close")]
+    pub slow_consumer: SlowConsumer,
+    /// --pubsub: messages kept per topic for recovery (0: none).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub history: usize,
+    /// --pubsub: seconds a message is kept for recovery (0: no age limit).
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub history_age: u64,
+    /// --pubsub: most topics with subscribers.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_topics: usize,
+    /// --pubsub: most topics one connection subscribes to.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_subscriptions: usize,
+    /// --pubsub: longest topic name, in bytes.
+    #[arg(long, default_value_t = 128, value_name = "BYTES")]
+    pub max_topic_len: usize,
 }
 
 impl Default for ServeArgs {
@@ -98,7 +137,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown_timeout =
         Duration::try_from_secs_f64(args.shutdown_timeout).context("--shutdown-timeout")?;
     let mut upgrader = Upgrader::new()
-        .max_message_size(args.max_message_size)
+        .max_message_size(args.max_message_size.unwrap_or(if args.pubsub {
+            PUBSUB_MAX_MESSAGE_SIZE
+        } else {
+            64 << 20
+        }))
         .max_frame_size(args.max_frame_size)
         .handshake_timeout(handshake_timeout);
     if !args.no_compression {
@@ -111,6 +154,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.any_origin {
         upgrader = upgrader.check_origin(|_| true);
     }
+    let pubsub = if args.pubsub {
+        anyhow::ensure!(args.queue_bytes > 0, "--queue-bytes must be positive");
+        anyhow::ensure!(args.max_topic_len > 0, "--max-topic-len must be positive");
+        upgrader = upgrader.subprotocols([silverback_hub::envelope::PROTOCOL]);
+        Some(PubSub::new(&pubsub::Settings {
+            queue: QueueLimits::new(args.queue_messages, args.queue_bytes),
+            slow_consumer: args.slow_consumer,
+            history: args.history,
+            history_age: (args.history_age > 0).then(|| Duration::from_secs(args.history_age)),
+            max_topics: args.max_topics,
+            max_subscriptions: args.max_subscriptions,
+            max_topic_len: args.max_topic_len,
+            path: args.path.clone(),
+        })?)
+    } else {
+        None
+    };
     let listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("binding {}", args.addr))?;
@@ -131,13 +191,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // for that line may signal at once.
     let signal = stop_signal();
     tracing::info!("listening on {ws_scheme}://{local}{}", args.path);
-    tracing::info!("demo page on {http_scheme}://{local}/");
+    let page = if pubsub.is_some() {
+        tracing::info!(
+            "pubsub: raw mode on {ws_scheme}://{local}{}?topic=NAME, JSON envelopes with the {} subprotocol",
+            args.path,
+            silverback_hub::envelope::PROTOCOL
+        );
+        tracing::info!("chat page on {http_scheme}://{local}/");
+        CHAT_PAGE
+    } else {
+        tracing::info!("demo page on {http_scheme}://{local}/");
+        DEMO_PAGE
+    };
     let shutdown = Shutdown::new();
     let state = Arc::new(State {
         upgrader,
         path: args.path.clone(),
-        page: DEMO_PAGE.replace("__WS_PATH__", &args.path),
+        page: page.replace("__WS_PATH__", &args.path),
         shutdown: shutdown.clone(),
+        pubsub,
     });
     // One permit per open connection (held until its task ends, the echo
     // task included); none left: 503.
@@ -235,6 +307,7 @@ struct State {
     path: String,
     page: String,
     shutdown: Shutdown,
+    pubsub: Option<PubSub>,
 }
 
 /// A connection's place under `--max-connections`.
@@ -291,18 +364,26 @@ where
     }
     // The handshake's future lives on the heap while it runs and is freed
     // after: an open connection's task then holds only the echo loop.
-    let Some(mut ws) = Box::pin(open(stream, peer, state)).await else {
+    let Some((mut ws, query)) = Box::pin(open(stream, peer, state)).await else {
         return;
     };
     state.shutdown.track(&mut ws);
     // By reference: the connection is stored once, in this future.
-    echo(&mut ws, peer, &state.path).await;
+    match &state.pubsub {
+        Some(ps) => Box::pin(ps.serve(&mut ws, peer, query.as_deref())).await,
+        None => echo(&mut ws, peer, &state.path).await,
+    }
     drop(slot);
 }
 
-/// Reads the request; upgrades it on the WebSocket path, answers anything
-/// else (the demo page on `/`, 404, 405) and gives `None`.
-async fn open<S>(stream: S, peer: SocketAddr, state: &State) -> Option<silverback::WebSocket<S>>
+/// Reads the request; upgrades it on the WebSocket path (giving the
+/// connection and the request's query string), answers anything else (the
+/// page on `/`, 404, 405) and gives `None`.
+async fn open<S>(
+    stream: S,
+    peer: SocketAddr,
+    state: &State,
+) -> Option<(silverback::WebSocket<S>, Option<String>)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -316,8 +397,9 @@ where
     };
     let req_path = incoming.request().uri().path().to_owned();
     if req_path == path {
+        let query = incoming.request().uri().query().map(str::to_owned);
         match incoming.upgrade(upgrader).await {
-            Ok(ws) => return Some(ws),
+            Ok(ws) => return Some((ws, query)),
             Err(e) => tracing::info!(%peer, error = %e, "upgrade refused"),
         }
     } else if req_path == "/" && !incoming.is_upgrade() {
@@ -354,12 +436,7 @@ async fn echo<S>(ws: &mut silverback::WebSocket<S>, peer: SocketAddr, path: &str
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    // What only the log lines need is computed only when they are on.
-    let log = tracing::enabled!(tracing::Level::INFO);
-    if log {
-        let compression = ws.compression().map(|p| p.to_string()).unwrap_or_default();
-        tracing::info!(%peer, path, protocol = ws.protocol().unwrap_or(""), compression, "open");
-    }
+    log_open(ws, peer, path, None, "");
     let end = loop {
         match ws.recv().await {
             Ok(msg) => {
@@ -370,7 +447,42 @@ where
             Err(e) => break e,
         }
     };
-    if !log {
+    log_end(ws, peer, &end);
+}
+
+/// The `open` log line; with `--pubsub`, `mode` (`raw` or `pubsub.v1`)
+/// and the topics of a raw connection.
+pub(crate) fn log_open<S>(
+    ws: &silverback::WebSocket<S>,
+    peer: SocketAddr,
+    path: &str,
+    mode: Option<&str>,
+    topics: &str,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // What only the log lines need is computed only when they are on.
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    let compression = ws.compression().map(|p| p.to_string()).unwrap_or_default();
+    let protocol = ws.protocol().unwrap_or("");
+    match mode {
+        None => tracing::info!(%peer, path, protocol, compression, "open"),
+        Some(mode) if topics.is_empty() => {
+            tracing::info!(%peer, path, protocol, compression, mode, "open")
+        }
+        Some(mode) => tracing::info!(%peer, path, protocol, compression, mode, topics, "open"),
+    }
+}
+
+/// The `closed` (or `closed unexpectedly`) log line, with how the
+/// connection ended.
+pub(crate) fn log_end<S>(ws: &silverback::WebSocket<S>, peer: SocketAddr, end: &silverback::Error)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if !tracing::enabled!(tracing::Level::INFO) {
         return;
     }
     let stats = ws.stats();

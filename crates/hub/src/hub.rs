@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use silverback::{CloseCode, Overflow, PreparedMessage, WsSender};
 
 use crate::backplane::{Backplane, Delivery, MemoryBackplane};
+use crate::codec::Codec;
 use crate::error::HubError;
 use crate::history::{History, HistoryLimits, Publication, Recovery, StreamPosition};
 use crate::presence::SubscriberInfo;
@@ -60,6 +61,74 @@ impl HubLimits {
 /// with 1013 Try Again Later, so that it reconnects and recovers from
 /// history rather than silently missing messages.
 pub const DEFAULT_OVERFLOW: Overflow = Overflow::Close(CloseCode::TryAgainLater, "slow consumer");
+
+/// How [`Hub::subscribe_with`] subscribes: presence info, a position to
+/// recover from, a [`Codec`].
+///
+/// ```
+/// use silverback_hub::{StreamPosition, SubscribeOptions};
+/// let opts = SubscribeOptions::new()
+///     .info("alice")
+///     .since(StreamPosition::new(41, "5f0c2a9e1b7d3c44"));
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct SubscribeOptions {
+    /// For [presence](Hub::presence).
+    pub info: SubscriberInfo,
+    /// Recover what was published after this position first (see
+    /// [`Hub::subscribe_since`]); `None`: start at the current position.
+    pub since: Option<StreamPosition>,
+    /// The wire form of the topic's messages for this subscriber (`None`:
+    /// the published message as it is).
+    pub codec: Option<Arc<dyn Codec>>,
+}
+
+impl fmt::Debug for SubscribeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubscribeOptions")
+            .field("info", &self.info)
+            .field("since", &self.since)
+            .field("codec", &self.codec.is_some())
+            .finish()
+    }
+}
+
+impl SubscribeOptions {
+    /// No info, no position, no codec.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`info`](Self::info).
+    pub fn info(mut self, info: impl Into<SubscriberInfo>) -> Self {
+        self.info = info.into();
+        self
+    }
+
+    /// Sets [`since`](Self::since).
+    pub fn since(mut self, since: StreamPosition) -> Self {
+        self.since = Some(since);
+        self
+    }
+
+    /// Sets [`codec`](Self::codec).
+    pub fn codec(mut self, codec: Arc<dyn Codec>) -> Self {
+        self.codec = Some(codec);
+        self
+    }
+}
+
+/// Where a new subscription starts.
+enum Start {
+    /// Now, without asking the position (plain [`Hub::subscribe`]).
+    Now,
+    /// Now, reporting the position it starts after.
+    NowWithPosition,
+    /// After this position, replaying what was missed.
+    Since(StreamPosition),
+}
 
 /// Builds a [`Hub`] ([`Hub::builder`]).
 pub struct HubBuilder {
@@ -242,9 +311,38 @@ impl Hub {
         sender: &WsSender,
         info: impl Into<SubscriberInfo>,
     ) -> Result<(), HubError> {
-        self.subscribe_inner(topic, sender, info.into(), None)
+        self.subscribe_inner(topic, sender, info.into(), None, Start::Now)
             .await
             .map(|_| ())
+    }
+
+    /// Subscribes with [`SubscribeOptions`]: a [`Codec`] for the wire form
+    /// of the topic's messages, a position to recover from (as
+    /// [`subscribe_since`](Self::subscribe_since)) or none. Either way the
+    /// returned [`Recovery`] has the position the subscription starts
+    /// after (the client's position for a later recovery), consistent with
+    /// the messages queued: every message after it, and none before,
+    /// reaches the subscriber. Without `since`, `recovered` is `true` and
+    /// `replayed` counts live messages that came while the position was
+    /// fetched.
+    ///
+    /// Fails with [`HubError::AlreadySubscribed`] if the connection already
+    /// subscribes to `topic`.
+    pub async fn subscribe_with(
+        &self,
+        topic: &str,
+        sender: &WsSender,
+        options: SubscribeOptions,
+    ) -> Result<Recovery, HubError> {
+        let SubscribeOptions { info, since, codec } = options;
+        let start = match since {
+            Some(p) => Start::Since(p),
+            None => Start::NowWithPosition,
+        };
+        let r = self
+            .subscribe_inner(topic, sender, info, codec, start)
+            .await?;
+        Ok(r.expect("a recovery for a subscription that reports its position"))
     }
 
     /// Subscribes like [`subscribe`](Self::subscribe), first queueing what
@@ -266,7 +364,7 @@ impl Hub {
         since: StreamPosition,
     ) -> Result<Recovery, HubError> {
         let r = self
-            .subscribe_inner(topic, sender, info.into(), Some(since))
+            .subscribe_inner(topic, sender, info.into(), None, Start::Since(since))
             .await?;
         Ok(r.expect("a recovery for a subscription with a position"))
     }
@@ -276,7 +374,8 @@ impl Hub {
         topic: &str,
         sender: &WsSender,
         info: SubscriberInfo,
-        since: Option<StreamPosition>,
+        codec: Option<Arc<dyn Codec>>,
+        start: Start,
     ) -> Result<Option<Recovery>, HubError> {
         self.validate(topic)?;
         if sender.is_closed() {
@@ -289,7 +388,7 @@ impl Hub {
             let topics = conns.entry(conn).or_default();
             if topics.contains(topic) {
                 drop(conns);
-                if since.is_some() {
+                if !matches!(start, Start::Now) {
                     return Err(HubError::AlreadySubscribed);
                 }
                 if let Some(t) = self.topic(topic) {
@@ -308,7 +407,7 @@ impl Hub {
             }
             topics.insert(name.clone());
         }
-        let r = self.register(&name, conn, sender, info, since).await;
+        let r = self.register(&name, conn, sender, info, codec, start).await;
         if r.is_err() {
             self.inner.forget(conn, &name);
         }
@@ -321,7 +420,8 @@ impl Hub {
         conn: u64,
         sender: &WsSender,
         info: SubscriberInfo,
-        since: Option<StreamPosition>,
+        codec: Option<Arc<dyn Codec>>,
+        start: Start,
     ) -> Result<Option<Recovery>, HubError> {
         let topic = loop {
             let topic = self.inner.topic_entry(name)?;
@@ -338,17 +438,18 @@ impl Hub {
                 *interest = true;
             }
             let mut st = topic.lock();
-            match since {
-                None => {
+            match start {
+                Start::Now => {
                     st.subs.push(Sub {
                         conn,
                         sender: sender.clone(),
                         info: Arc::new(info),
                         skip: None,
+                        codec,
                     });
                     return Ok(None);
                 }
-                Some(_) => st.pending.push(Pending {
+                Start::NowWithPosition | Start::Since(_) => st.pending.push(Pending {
                     conn,
                     buffer: Vec::new(),
                     overflowed: false,
@@ -358,13 +459,33 @@ impl Hub {
             drop(interest);
             break topic;
         };
-        let since = since.expect("a position");
-        let history = self.inner.backplane.history(name, Some(&since)).await;
+        let (since, history) = match start {
+            Start::Since(since) => {
+                let history = self.inner.backplane.history(name, Some(&since)).await;
+                (since, history)
+            }
+            _ => match self.inner.backplane.position(name).await {
+                // Starting at the current position is a recovery from it
+                // with nothing to replay but what comes meanwhile.
+                Ok(position) => (
+                    position.clone(),
+                    Ok(History {
+                        publications: Vec::new(),
+                        position,
+                        complete: true,
+                    }),
+                ),
+                Err(e) => (StreamPosition::default(), Err(e)),
+            },
+        };
         let (r, empty) = finish_recovery(
             &topic,
-            conn,
-            sender,
-            info,
+            Subscriber {
+                conn,
+                sender,
+                info,
+                codec,
+            },
             &since,
             history,
             &self.inner.counters,
@@ -542,18 +663,30 @@ impl Hub {
     }
 }
 
+/// A subscriber being added.
+struct Subscriber<'a> {
+    conn: u64,
+    sender: &'a WsSender,
+    info: SubscriberInfo,
+    codec: Option<Arc<dyn Codec>>,
+}
+
 /// Replays `history` (then the live publications held meanwhile) to a
 /// pending subscriber and makes it live, under the topic's lock; returns
 /// whether the topic is left empty.
 fn finish_recovery(
     topic: &Topic,
-    conn: u64,
-    sender: &WsSender,
-    info: SubscriberInfo,
+    sub: Subscriber<'_>,
     since: &StreamPosition,
     history: Result<History, HubError>,
     hub_counters: &Counters,
 ) -> (Result<Recovery, HubError>, bool) {
+    let Subscriber {
+        conn,
+        sender,
+        info,
+        codec,
+    } = sub;
     let mut st = topic.lock();
     let Some(i) = st.pending.iter().position(|p| p.conn == conn) else {
         // Unsubscribed meanwhile.
@@ -588,7 +721,9 @@ fn finish_recovery(
             continue;
         }
         let before = f.delivered;
-        alive = topic::offer(sender, &p.message, &overflow, &mut f);
+        let mut encoded = Vec::new();
+        let m = topic::wire_form(p, codec.as_ref(), &mut encoded);
+        alive = topic::offer(sender, m, &overflow, &mut f);
         if f.delivered == before || f.dropped > 0 {
             recovered = false;
         }
@@ -605,6 +740,7 @@ fn finish_recovery(
             sender: sender.clone(),
             info: Arc::new(info),
             skip: Some((epoch, last)),
+            codec,
         });
     }
     let empty = st.is_empty();

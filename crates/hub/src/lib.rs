@@ -59,6 +59,16 @@
 //! first, then live messages, without gap or duplicate, and
 //! [`Recovery::recovered`] says whether it missed nothing.
 //!
+//! # Wire forms: codecs and the `pubsub.v1` envelope
+//! By default a subscriber gets the published message as it is. A
+//! subscriber given a [`Codec`] ([`Hub::subscribe_with`],
+//! [`SubscribeOptions`]) gets the codec's encoding of each
+//! [`Publication`] instead — e.g. [`envelope::EnvelopeCodec`], the JSON
+//! `message` envelope with the topic, offset and epoch that `silverback
+//! serve --pubsub` sends to `pubsub.v1` clients. Encoding happens once per
+//! publication and codec, not per subscriber. [`envelope`] also parses
+//! and validates that protocol's requests.
+//!
 //! # Presence
 //! [`Hub::subscriber_count`] and [`Hub::presence`] (the [`SubscriberInfo`]
 //! given at subscribe time), for this hub's connections.
@@ -84,6 +94,8 @@
 #![forbid(unsafe_code)]
 
 pub mod backplane;
+mod codec;
+pub mod envelope;
 mod error;
 pub mod history;
 mod hub;
@@ -92,9 +104,10 @@ mod stats;
 mod topic;
 
 pub use backplane::{Backplane, BoxFuture, Delivery, MemoryBackplane};
+pub use codec::Codec;
 pub use error::HubError;
 pub use history::{History, HistoryLimits, Publication, Recovery, StreamPosition};
-pub use hub::{Hub, HubBuilder, HubLimits, DEFAULT_OVERFLOW};
+pub use hub::{Hub, HubBuilder, HubLimits, SubscribeOptions, DEFAULT_OVERFLOW};
 pub use presence::SubscriberInfo;
 pub use stats::{HubStats, TopicStats};
 pub use topic::TopicOptions;

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use silverback::{Offered, Overflow, PreparedMessage, WsSender};
 
+use crate::codec::Codec;
 use crate::error::HubError;
 use crate::history::{HistoryLimits, Publication};
 use crate::presence::SubscriberInfo;
@@ -101,6 +102,35 @@ pub(crate) struct Sub {
     pub info: Arc<SubscriberInfo>,
     /// Replayed up to this offset of this epoch: skip live ones up to it.
     pub skip: Option<(Arc<str>, u64)>,
+    /// The wire form (`None`: the publication's message as it is).
+    pub codec: Option<Arc<dyn Codec>>,
+}
+
+/// A codec's identity: the address of its value (the same `Arc`).
+fn codec_key(c: &Arc<dyn Codec>) -> *const () {
+    Arc::as_ptr(c) as *const ()
+}
+
+/// The message of `p` for a subscriber with `codec`: the publication's own
+/// message, or its encoding, made once per codec and kept in `encoded`
+/// (which allocates only when a subscriber has a codec).
+pub(crate) fn wire_form<'a>(
+    p: &'a Publication,
+    codec: Option<&Arc<dyn Codec>>,
+    encoded: &'a mut Vec<(*const (), PreparedMessage)>,
+) -> &'a PreparedMessage {
+    let Some(codec) = codec else {
+        return &p.message;
+    };
+    let key = codec_key(codec);
+    let i = match encoded.iter().position(|(k, _)| *k == key) {
+        Some(i) => i,
+        None => {
+            encoded.push((key, codec.encode(p)));
+            encoded.len() - 1
+        }
+    };
+    &encoded[i].1
 }
 
 pub(crate) struct Pending {
@@ -153,6 +183,7 @@ impl TopicState {
         }
         let mut f = Fanout::default();
         let mut dead = false;
+        let mut encoded = Vec::new();
         for sub in &mut self.subs {
             if let Some((epoch, until)) = &sub.skip {
                 if **epoch == *p.epoch && p.offset <= *until {
@@ -160,7 +191,8 @@ impl TopicState {
                 }
                 sub.skip = None;
             }
-            if !offer(&sub.sender, &p.message, &self.overflow, &mut f) {
+            let m = wire_form(p, sub.codec.as_ref(), &mut encoded);
+            if !offer(&sub.sender, m, &self.overflow, &mut f) {
                 dead = true;
             }
         }

@@ -516,3 +516,78 @@ fn hub_is_send_sync_and_its_futures_are_send() {
     send(&hub.subscribe_since("t", &tx, "x", StreamPosition::default()));
     send(&hub.unsubscribe_all(&tx));
 }
+
+/// Counts its encodings; prefixes the offset.
+#[derive(Default)]
+struct Counting(std::sync::atomic::AtomicUsize);
+
+impl silverback_hub::Codec for Counting {
+    fn encode(&self, p: &silverback_hub::Publication) -> silverback::PreparedMessage {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let text = p.message.message().as_text().unwrap_or("");
+        silverback::PreparedMessage::new(Message::text(format!("{}:{text}", p.offset)))
+    }
+}
+
+#[tokio::test]
+async fn a_codec_encodes_once_per_publication_for_all_its_subscribers() {
+    use silverback_hub::SubscribeOptions;
+    use std::sync::Arc;
+    let hub = hub_with_history(10, None);
+    let codec = Arc::new(Counting::default());
+    hub.publish("t", Message::text("before")).await.unwrap();
+    let mut encoded = Vec::new();
+    for i in 0..5 {
+        let (c, tx) = driven();
+        let r = hub
+            .subscribe_with(
+                "t",
+                &tx,
+                SubscribeOptions::new()
+                    .info(format!("e{i}"))
+                    .codec(codec.clone()),
+            )
+            .await
+            .unwrap();
+        // Without `since`: starts after the current position.
+        assert_eq!(r.position.offset, 1);
+        assert!(r.recovered);
+        encoded.push(c);
+    }
+    let (mut raw, tx) = driven();
+    hub.subscribe("t", &tx, "raw").await.unwrap();
+    for i in 0..3 {
+        hub.publish("t", Message::text(format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    for c in &mut encoded {
+        for i in 0..3 {
+            assert_eq!(text(c).await, format!("{}:m{i}", i + 2));
+        }
+    }
+    for i in 0..3 {
+        assert_eq!(text(&mut raw).await, format!("m{i}"));
+    }
+    assert_eq!(codec.0.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // Recovery encodes the replayed messages for the recovering subscriber.
+    let (mut late, tx) = driven();
+    let epoch = hub.history("t", None).await.unwrap().position.epoch;
+    let r = hub
+        .subscribe_with(
+            "t",
+            &tx,
+            SubscribeOptions::new()
+                .since(StreamPosition::new(2, epoch))
+                .codec(codec.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(r.recovered);
+    assert_eq!((r.replayed, r.position.offset), (2, 4));
+    assert_eq!(text(&mut late).await, "3:m1");
+    assert_eq!(text(&mut late).await, "4:m2");
+    // Subscribing again is refused.
+    let again = hub.subscribe_with("t", &tx, SubscribeOptions::new()).await;
+    assert!(matches!(again, Err(HubError::AlreadySubscribed)));
+}

@@ -47,7 +47,14 @@ impl fmt::Debug for MemoryBackplane {
 struct Broker {
     streams: Mutex<HashMap<Arc<str>, Arc<Mutex<Stream>>>>,
     next_node: AtomicU64,
+    /// Stream operations, for the periodic sweep.
+    ops: AtomicU64,
 }
+
+/// Every this many stream operations, every stream's history is trimmed
+/// (age limit) and streams left idle are dropped: a topic published to
+/// once and never again does not keep its history forever.
+const SWEEP_EVERY: u64 = 4096;
 
 struct Stream {
     topic: Arc<str>,
@@ -121,9 +128,28 @@ impl MemoryBackplane {
         lock(&self.broker.streams).len()
     }
 
+    /// Trims every stream's history by age and drops the idle streams
+    /// (no history, no interested node).
+    fn sweep(&self) {
+        let now = Instant::now();
+        // The map, then each stream: the order of `with_stream`'s idle path.
+        lock(&self.broker.streams).retain(|_, stream| {
+            let mut s = lock(stream);
+            s.trim(now);
+            if s.is_idle() && !s.removed {
+                s.removed = true;
+                return false;
+            }
+            true
+        });
+    }
+
     /// Runs `f` on the topic's stream (created if missing), then drops the
     /// stream if it has become idle.
     fn with_stream<R>(&self, topic: &str, f: impl FnOnce(&mut Stream) -> R) -> R {
+        if self.broker.ops.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep();
+        }
         loop {
             let stream = {
                 let mut map = lock(&self.broker.streams);
@@ -262,6 +288,10 @@ impl Backplane for MemoryBackplane {
         })
     }
 
+    fn position<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<StreamPosition, HubError>> {
+        Box::pin(async move { Ok(self.with_stream(topic, |s| s.position())) })
+    }
+
     fn remove_history<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), HubError>> {
         Box::pin(async move {
             self.with_stream(topic, |s| {
@@ -294,6 +324,29 @@ mod tests {
 
     fn msg(s: &str) -> PreparedMessage {
         PreparedMessage::new(Message::text(s.to_owned()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn streams_published_to_once_go_when_their_history_expires() {
+        let bp = MemoryBackplane::new();
+        let limits = HistoryLimits::new(10, Some(std::time::Duration::from_secs(60)));
+        for i in 0..100 {
+            bp.publish(&format!("t{i}"), msg("x"), limits)
+                .await
+                .unwrap();
+        }
+        assert_eq!(bp.streams(), 100);
+        tokio::time::advance(std::time::Duration::from_secs(61)).await;
+        // One topic kept alive by a fresh message.
+        bp.publish("kept", msg("y"), limits).await.unwrap();
+        for _ in 0..SWEEP_EVERY {
+            bp.history("kept", None).await.unwrap();
+        }
+        assert_eq!(bp.streams(), 1);
+        assert_eq!(
+            bp.history("kept", None).await.unwrap().publications.len(),
+            1
+        );
     }
 
     #[tokio::test]

@@ -102,6 +102,14 @@ pub trait Backplane: Send + Sync + 'static {
         since: Option<&'a StreamPosition>,
     ) -> BoxFuture<'a, Result<History, HubError>>;
 
+    /// The topic's current position (offset of its last message, and
+    /// epoch). The default asks [`history`](Self::history) and keeps only
+    /// its position; a backplane that can answer without reading the
+    /// history should.
+    fn position<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<StreamPosition, HubError>> {
+        Box::pin(async move { Ok(self.history(topic, None).await?.position) })
+    }
+
     /// Drops the topic's history and stream: the next publication starts a
     /// new epoch.
     fn remove_history<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), HubError>>;

@@ -1,0 +1,454 @@
+#![allow(missing_docs)]
+//! The chat page of `silverback serve --pubsub` in a real browser:
+//! headless Chromium (Debian's `chromium`, installed by
+//! `scripts/install-peers.sh`) runs three chat pages, the page the server
+//! serves on `/` (fetched from it, then served by this test's responder
+//! in iframes of a driver page, so that the driver can read each page's
+//! `window.chat`). Alice and Bob are in room `lobby`, Carol in `other`.
+//!
+//! Bob's WebSocket goes through a TCP forwarder in this test. The driver
+//! page has the test cut the forwarded connections (the server sees an
+//! abnormal close, Bob's page 1006) and refuse new ones while Alice
+//! publishes; then the forwarder is restored, Bob's page reconnects (with
+//! its backoff) and recovers the missed messages with `since`, reporting
+//! `recovered: true`. Carol sees none of the lobby. The driver POSTs its
+//! report to the responder. A missing chromium fails the test (never
+//! skipped); every wait is bounded (polling the pages' state, never
+//! sleeping as synchronisation) and Chromium's process group is stopped
+//! at the end.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{http_exchange, plain_request, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::{timeout, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const INSTALL_HINT: &str = "run scripts/install-peers.sh";
+/// Bound on the whole browser run, from launch to the driver's report.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
+
+const DRIVER: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>chat driver</title>
+<style>iframe { width: 30%; height: 30rem; }</style></head>
+<body><pre id="log"></pre>
+<script>
+"use strict";
+const DIRECT = "__DIRECT__", FORWARDED = "__FORWARDED__";
+const lines = [];
+function log(s) { lines.push(s); document.getElementById("log").textContent = lines.join("\n"); }
+function check(cond, what) { if (!cond) throw new Error(what); }
+function frame(nick, room, ws) {
+  const f = document.createElement("iframe");
+  f.src = `/chat?nick=${nick}&room=${room}&ws=${encodeURIComponent(ws)}`;
+  document.body.appendChild(f);
+  return f;
+}
+const chat = (f) => f.contentWindow && f.contentWindow.chat;
+const texts = (f) => chat(f).messages.map((m) => m.text);
+const tick = () => new Promise((res) => setTimeout(res, 25));
+// Polls `pred` (bounded): the pages' state is what we wait for.
+async function until(what, pred, ms = 30000) {
+  const t0 = Date.now();
+  for (;;) {
+    try { if (pred()) return; } catch (e) { /* a page not loaded yet */ }
+    if (Date.now() - t0 > ms) throw new Error("timed out waiting for " + what);
+    await tick();
+  }
+}
+async function post(path) {
+  const r = await fetch(path, { method: "POST", body: "" });
+  check(r.ok, path + " failed: " + r.status);
+}
+async function run() {
+  const A = frame("alice", "lobby", DIRECT);
+  const B = frame("bob", "lobby", FORWARDED);
+  const C = frame("carol", "other", DIRECT);
+  await until("three pages subscribed", () => [A, B, C].every((f) => chat(f).subscribed));
+  log("ok: subscribed");
+  let asked = 0;
+  await until("lobby presence 2", () => {
+    if (asked++ % 8 === 0) chat(A).refreshPresence();
+    return chat(A).presence === 2;
+  });
+  log("ok: presence 2");
+  await until("an RTT", () => chat(A).rtt !== null && chat(B).rtt !== null);
+  log("ok: rtt");
+
+  chat(A).send("hello from alice");
+  await until("bob gets alice's message", () => texts(B).includes("hello from alice"));
+  chat(B).send("hi from bob");
+  await until("alice gets bob's message", () => texts(A).includes("hi from bob"));
+  log("ok: exchange");
+
+  // Cut bob's connection; refuse new ones until restored.
+  await post("/cut");
+  await until("bob sees the drop", () => chat(B).closes.some((c) => c.code === 1006));
+  log("ok: bob dropped, close " + chat(B).closes[0].code + " state " + chat(B).state);
+  chat(A).send("missed 1");
+  chat(A).send("missed 2");
+  await until("alice's messages published", () => texts(A).includes("missed 2"));
+  check(!texts(B).includes("missed 1"), "bob got a message while cut off");
+  await post("/restore");
+  await until("bob recovers", () => texts(B).includes("missed 2") && chat(B).subscribed, 60000);
+  chat(A).send("after");
+  await until("bob gets live messages again", () => texts(B).includes("after"));
+  const ev = chat(B).events;
+  const i = (s) => ev.findIndex((e) => e.endsWith(" " + s) || e.startsWith(s));
+  const iClose = ev.findIndex((e) => e.startsWith("close 1006"));
+  const iM1 = i("missed 1"), iM2 = i("missed 2"), iAfter = i("after");
+  const iSub = ev.findIndex((e, k) => k > iClose && e.startsWith("subscribed "));
+  log("bob events: " + JSON.stringify(ev));
+  check(iClose >= 0 && iClose < iM1 && iM1 < iM2 && iM2 < iSub && iSub < iAfter, "bob's events out of order");
+  check(ev[iSub].startsWith("subscribed recovered=true"), "not recovered: " + ev[iSub]);
+  check(chat(B).messages.filter((m) => m.text.startsWith("missed")).every((m) => m.replayed), "missed messages not replayed");
+  log("ok: " + ev[iSub].split(" offset")[0]);
+  log("bob: " + JSON.stringify(texts(B)));
+  check(JSON.stringify(texts(B)) === JSON.stringify(["hello from alice", "hi from bob", "missed 1", "missed 2", "after"]), "bob's messages");
+  check(JSON.stringify(texts(A)) === JSON.stringify(texts(B)), "alice and bob differ");
+  log("ok: bob has every message once, in order");
+
+  chat(C).send("carol here");
+  await until("carol gets her own message", () => texts(C).includes("carol here"));
+  log("carol: " + JSON.stringify(texts(C)));
+  check(JSON.stringify(texts(C)) === JSON.stringify(["carol here"]), "carol saw another room");
+  check(!texts(A).includes("carol here"), "alice saw another room");
+  log("ok: rooms are separate");
+}
+run()
+  .then(() => log("done"), (e) => log("FAIL: " + e.message))
+  .finally(() => fetch("/result", { method: "POST", body: lines.join("\n") }));
+</script></body></html>
+"#;
+
+/// A temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("silverback-chat-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creating the profile directory");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A TCP forwarder to the server whose connections the test can cut.
+#[derive(Default)]
+struct Forwarder {
+    /// Refuse (accept and drop) new connections.
+    blocked: AtomicBool,
+    /// The forwarding tasks (aborting one drops both its sockets).
+    conns: Mutex<Vec<AbortHandle>>,
+    /// Connections forwarded, and refused.
+    forwarded: AtomicUsize,
+    refused: AtomicUsize,
+}
+
+impl Forwarder {
+    async fn run(self: Arc<Self>, listener: TcpListener, target: SocketAddr) {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            if self.blocked.load(Ordering::SeqCst) {
+                self.refused.fetch_add(1, Ordering::SeqCst);
+                drop(inbound);
+                continue;
+            }
+            self.forwarded.fetch_add(1, Ordering::SeqCst);
+            let task = tokio::spawn(async move {
+                if let Ok(mut outbound) = TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+            self.conns.lock().unwrap().push(task.abort_handle());
+        }
+    }
+
+    /// Drops every forwarded connection (both ends see the TCP connection
+    /// end without a Close frame) and refuses new ones.
+    fn cut(&self) {
+        self.blocked.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.blocked.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Reads one HTTP request (head and `Content-Length` body).
+async fn read_request(stream: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 64 * 1024 {
+            return None;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut parts = head.split_whitespace();
+    let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < len {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((method, path, body))
+}
+
+/// Serves the driver on `/`, the chat page on `/chat`, cuts and restores
+/// the forwarder on `POST /cut` and `/restore`, and forwards the body of
+/// `POST /result`.
+async fn responder(
+    listener: TcpListener,
+    driver: String,
+    chat: String,
+    forwarder: Arc<Forwarder>,
+    results: mpsc::UnboundedSender<String>,
+) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let (driver, chat) = (driver.clone(), chat.clone());
+        let (results, forwarder) = (results.clone(), forwarder.clone());
+        tokio::spawn(async move {
+            let Some((method, path, body)) = read_request(&mut stream).await else {
+                return;
+            };
+            let path = path.split('?').next().unwrap_or("").to_owned();
+            let ok = |ctype: &'static str, body: Vec<u8>| ("200 OK", ctype, body);
+            let (status, ctype, body_out) = match (method.as_str(), path.as_str()) {
+                ("GET", "/") => ok("text/html; charset=utf-8", driver.into_bytes()),
+                ("GET", "/chat") => ok("text/html; charset=utf-8", chat.into_bytes()),
+                ("POST", "/cut") => {
+                    forwarder.cut();
+                    ok("text/plain", b"cut".to_vec())
+                }
+                ("POST", "/restore") => {
+                    forwarder.restore();
+                    ok("text/plain", b"restored".to_vec())
+                }
+                ("POST", "/result") => {
+                    let _ = results.send(String::from_utf8_lossy(&body).into_owned());
+                    ok("text/plain", b"thanks".to_vec())
+                }
+                _ => ("404 Not Found", "text/plain", b"not found".to_vec()),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+                body_out.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(&body_out).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+/// Sends `SIG<sig>` to the process group `pgid`.
+async fn signal_group(pgid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+}
+
+#[tokio::test]
+async fn chat_pages_exchange_and_a_dropped_page_recovers_what_it_missed() {
+    assert!(
+        Path::new(CHROMIUM).is_file(),
+        "{CHROMIUM} not found; {INSTALL_HINT}"
+    );
+    let mut server = Server::start(&["--pubsub", "--any-origin", "--history", "100"]).await;
+    // The page exactly as the server serves it.
+    let (page, _, _) = http_exchange(
+        server.addr,
+        &plain_request("GET", "/", &server.addr.to_string()),
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    let chat_page = page.body_text();
+    assert!(
+        chat_page.contains("pubsub.v1"),
+        "not the chat page:\n{chat_page}"
+    );
+
+    let fwd_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let forwarded_url = format!("ws://{}{}", fwd_listener.local_addr().unwrap(), server.path);
+    let forwarder = Arc::new(Forwarder::default());
+    let fwd_task = tokio::spawn(forwarder.clone().run(fwd_listener, server.addr));
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_url = format!("http://{}/", listener.local_addr().unwrap());
+    let driver = DRIVER
+        .replace("__DIRECT__", &server.ws_url)
+        .replace("__FORWARDED__", &forwarded_url);
+    let (tx, mut results) = mpsc::unbounded_channel();
+    let responder = tokio::spawn(responder(
+        listener,
+        driver,
+        chat_page,
+        forwarder.clone(),
+        tx,
+    ));
+
+    let profile = TempDir::new();
+    let mut chromium = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-background-timer-throttling",
+            "--disable-renderer-backgrounding",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.0.display()))
+        .arg(&page_url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {CHROMIUM}: {e}; {INSTALL_HINT}"));
+    let pgid = chromium.id().expect("chromium pid");
+    let mut stderr = chromium.stderr.take().expect("piped stderr");
+    let stderr_text = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf).await;
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+
+    let report = tokio::select! {
+        r = timeout(BROWSER_TIMEOUT, results.recv()) => r.ok().flatten(),
+        status = chromium.wait() => {
+            panic!("chromium exited before the page reported ({status:?}):\n{}",
+                stderr_text.await.unwrap_or_default())
+        }
+    };
+
+    // Stop Chromium and its helpers: TERM, then KILL if still there.
+    signal_group(pgid, "TERM").await;
+    if timeout(Duration::from_secs(5), chromium.wait())
+        .await
+        .is_err()
+    {
+        signal_group(pgid, "KILL").await;
+        let _ = timeout(Duration::from_secs(5), chromium.wait()).await;
+    }
+    signal_group(pgid, "KILL").await; // stragglers of the group, if any
+    responder.abort();
+    fwd_task.abort();
+    let stderr_text = timeout(Duration::from_secs(5), stderr_text)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+
+    let report = report.unwrap_or_else(|| {
+        panic!(
+            "no report from the driver page within {BROWSER_TIMEOUT:?}\n--- chromium stderr ---\n{stderr_text}\n--- server log ---\n{}",
+            server.log()
+        )
+    });
+    println!("driver report:\n{report}");
+    let context = || {
+        format!(
+            "driver report:\n{report}\n--- server log ---\n{}",
+            server.log()
+        )
+    };
+    assert!(!report.contains("FAIL"), "{}", context());
+    for line in [
+        "ok: subscribed",
+        "ok: presence 2",
+        "ok: rtt",
+        "ok: exchange",
+        "ok: subscribed recovered=true",
+        "ok: bob has every message once, in order",
+        "ok: rooms are separate",
+        "done",
+    ] {
+        assert!(
+            report.lines().any(|l| l == line),
+            "missing {line:?}: {}",
+            context()
+        );
+    }
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("ok: bob dropped, close 1006")),
+        "{}",
+        context()
+    );
+    // Bob came back through the forwarder: at least two connections.
+    assert!(forwarder.forwarded.load(Ordering::SeqCst) >= 2);
+    // The server saw the cut as an abnormal close.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !common::log_lines(&server.log(), "closed unexpectedly")
+        .iter()
+        .any(|l| l.contains("code=1006"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no abnormal close in the server log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.assert_running();
+}
