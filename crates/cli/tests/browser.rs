@@ -13,19 +13,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
+use common::chromium::{self, read_request};
 use common::Server;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::process::Command;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::time::{timeout, Instant};
+use tokio::time::Instant;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const INSTALL_HINT: &str = "run scripts/install-peers.sh";
 /// Bound on the whole browser run, from launch to the page's report.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The large message the page sends, in bytes.
@@ -100,69 +96,6 @@ run()
 </script></body></html>
 "#;
 
-/// A temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("silverback-browser-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("creating the profile directory");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Reads one HTTP request (head and `Content-Length` body).
-async fn read_request(stream: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > 64 * 1024 {
-            return None;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut parts = head.split_whitespace();
-    let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
-    let len = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < len {
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Some((method, path, body))
-}
-
 /// Serves the page on `/` and forwards the body of `POST /result`.
 async fn responder(listener: TcpListener, page: String, results: mpsc::UnboundedSender<String>) {
     loop {
@@ -194,17 +127,6 @@ async fn responder(listener: TcpListener, page: String, results: mpsc::Unbounded
     }
 }
 
-/// Sends `SIG<sig>` to the process group `pgid` (Chromium and its
-/// helpers, started in their own group).
-async fn signal_group(pgid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .args([&format!("-{sig}"), "--", &format!("-{pgid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
-}
-
 /// The server's first log line whose message is `message` (bounded wait).
 async fn log_line(server: &Server, message: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -226,10 +148,7 @@ async fn log_line(server: &Server, message: &str) -> String {
 
 #[tokio::test]
 async fn chromium_echo_with_permessage_deflate() {
-    assert!(
-        Path::new(CHROMIUM).is_file(),
-        "{CHROMIUM} not found; {INSTALL_HINT}"
-    );
+    chromium::require();
     let server = Server::start(&["--any-origin"]).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let page_url = format!("http://{}/", listener.local_addr().unwrap());
@@ -239,59 +158,9 @@ async fn chromium_echo_with_permessage_deflate() {
     let (tx, mut results) = mpsc::unbounded_channel();
     let responder = tokio::spawn(responder(listener, page, tx));
 
-    let profile = TempDir::new();
-    let mut chromium = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.0.display()))
-        .arg(&page_url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {CHROMIUM}: {e}; {INSTALL_HINT}"));
-    let pgid = chromium.id().expect("chromium pid");
-    let mut stderr = chromium.stderr.take().expect("piped stderr");
-    let stderr_text = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf).await;
-        String::from_utf8_lossy(&buf).into_owned()
-    });
-
-    let report = tokio::select! {
-        r = timeout(BROWSER_TIMEOUT, results.recv()) => r.ok().flatten(),
-        status = chromium.wait() => {
-            panic!("chromium exited before the page reported ({status:?}):\n{}",
-                stderr_text.await.unwrap_or_default())
-        }
-    };
-
-    // Stop Chromium and its helpers: TERM, then KILL if still there.
-    signal_group(pgid, "TERM").await;
-    if timeout(Duration::from_secs(5), chromium.wait())
-        .await
-        .is_err()
-    {
-        signal_group(pgid, "KILL").await;
-        let _ = timeout(Duration::from_secs(5), chromium.wait()).await;
-    }
-    signal_group(pgid, "KILL").await; // stragglers of the group, if any
+    let run = chromium::run_page(&page_url, &[], &mut results, BROWSER_TIMEOUT).await;
     responder.abort();
-    let stderr_text = timeout(Duration::from_secs(5), stderr_text)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    let (report, stderr_text) = (run.report, run.stderr);
 
     let report = report.unwrap_or_else(|| {
         panic!(

@@ -20,6 +20,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 
 /// Client-side helpers: `silverback connect` runs, interop peer servers,
 /// certificates for `serve --tls-cert`.
+pub mod chromium;
 pub mod client_side;
 
 /// How long the server may take to print its listening line.
