@@ -221,25 +221,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-nap() { sleep "$1" & wait $!; }
-accepts() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-read -r EPHEMERAL_LOW EPHEMERAL_HIGH </proc/sys/net/ipv4/ip_local_port_range
-if [ "$PORT_BASE" -lt "$EPHEMERAL_HIGH" ] && [ $((PORT_BASE + 1000)) -gt "$EPHEMERAL_LOW" ]; then
-    echo "warning: --port-base $PORT_BASE is in the ephemeral range $EPHEMERAL_LOW-$EPHEMERAL_HIGH" >&2
-fi
-PORT=$PORT_BASE
-port_busy() {
-    if command -v ss >/dev/null; then
-        [ -n "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]
-    else
-        accepts "$1"
-    fi
-}
-next_port() {
-    PORT=$((PORT + 1))
-    [ "$PORT" -lt $((PORT_BASE + 1000)) ] || PORT=$((PORT_BASE + 1))
-    while port_busy "$PORT"; do PORT=$((PORT + 1)); done
-}
+
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
 
 start_server() { # server port log
     local server=$1 addr=127.0.0.1:$2 log=$3
@@ -251,26 +235,7 @@ start_server() { # server port log
         uws) SILVERBACK_UWS_ADDON=$UWS_ADDON taskset -c "$SERVER_CPU" node "$ROOT/bench/node/fanout_uws.mjs" \
             "$addr" >"$log" 2>&1 & ;;
     esac
-    SERVER_PID=$!   # taskset execs the server: same pid
-    local i
-    for i in $(seq 100); do   # up to 10 s
-        kill -0 "$SERVER_PID" 2>/dev/null || return 1
-        if accepts "$2"; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
-
-stop_server() {
-    local i
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for i in $(seq 30); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
+    await_server $! "$2"
 }
 
 FAILED=0

@@ -152,40 +152,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# utime + stime of a process, in clock ticks.
-cpu_ticks() {
-    local stat
-    stat=$(<"/proc/$1/stat") || return 1
-    stat=${stat##*) }   # fields from the 3rd on (the name may hold spaces)
-    # shellcheck disable=SC2086
-    set -- $stat
-    echo $((${12} + ${13}))
-}
-now() { date +%s.%N; }
-# sleep, interruptible: a trapped signal ends `wait` at once.
-nap() { sleep "$1" & wait $!; }
-accepts() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# Server ports come from below the ephemeral range, so that no client
-# socket (the idle scenario opens 10,000) can hold the next server's port.
-read -r EPHEMERAL_LOW EPHEMERAL_HIGH </proc/sys/net/ipv4/ip_local_port_range
-if [ "$PORT_BASE" -lt "$EPHEMERAL_HIGH" ] && [ $((PORT_BASE + 1000)) -gt "$EPHEMERAL_LOW" ]; then
-    echo "warning: --port-base $PORT_BASE is in the ephemeral range $EPHEMERAL_LOW-$EPHEMERAL_HIGH" >&2
-fi
-PORT=$PORT_BASE
-# A port no socket uses (each run gets its own: no TIME_WAIT carried over).
-port_busy() {
-    if command -v ss >/dev/null; then
-        [ -n "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]
-    else
-        accepts "$1"
-    fi
-}
-next_port() {
-    PORT=$((PORT + 1))
-    [ "$PORT" -lt $((PORT_BASE + 1000)) ] || PORT=$((PORT_BASE + 1))
-    while port_busy "$PORT"; do PORT=$((PORT + 1)); done
-}
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
 
 start_server() { # server port log
     local server=$1 addr=127.0.0.1:$2 log=$3
@@ -198,26 +166,7 @@ start_server() { # server port log
         fastwebsockets) taskset -c "$SERVER_CPU" "$REL/fastwebsockets-echo" "$addr" >"$log" 2>&1 & ;;
         ceiling) taskset -c "$SERVER_CPU" "$REL/ceiling-echo" "$addr" >"$log" 2>&1 & ;;
     esac
-    SERVER_PID=$!   # taskset execs the server: same pid
-    local i
-    for i in $(seq 100); do   # up to 10 s
-        kill -0 "$SERVER_PID" 2>/dev/null || return 1
-        if accepts "$2"; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
-
-stop_server() {
-    local i
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for i in $(seq 30); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
+    await_server $! "$2"
 }
 
 scenario_args() {
