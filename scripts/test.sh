@@ -95,7 +95,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 step "MSRV: no dependency needs a newer Rust than rust-version"
 scripts/check-msrv.sh
 
-step "unit, sans-I/O and loopback tests (silverback-proto, silverback)"
+step "unit, sans-I/O and loopback tests (silverback-proto, silverback, silverback-hub)"
 if ((have_nextest)); then
     cargo nextest run --workspace --all-features --no-fail-fast -E "$fast_tests"
 else
