@@ -22,6 +22,9 @@
 //!   0xE8 n       we send a fragment (text, continuation or the last one)
 //!   0xE9 n       the transport writes n bytes of what is queued
 //!   0xEA n       we send a message of n bytes, compression forced
+//!   0xEB         the next message is received streamed (Event::Chunk)
+//!   0xEC         deferred decoding on: compressed messages come out
+//!                encoded and are decoded outside (as a reader half does)
 //!   others       the rest of the input arrives in one read
 //! ```
 //!
@@ -106,6 +109,8 @@ pub fn run_connection(role: Role, data: &[u8]) {
     let mut written = 0usize;
     let mut fragmenting = false;
     let mut failed = false;
+    // Bytes of the message being streamed so far.
+    let mut streamed = 0usize;
 
     while let Some((&op, tail)) = input.split_first() {
         input = tail;
@@ -184,6 +189,14 @@ pub fn run_connection(role: Role, data: &[u8]) {
                 conn.release_idle_memory();
                 None
             }
+            0xEB => {
+                conn.stream_next_message(true);
+                None
+            }
+            0xEC => {
+                conn.set_defer_decoding(true);
+                None
+            }
             _ => Some(input.len()),
         };
         if let Some(n) = chunk {
@@ -211,8 +224,31 @@ pub fn run_connection(role: Role, data: &[u8]) {
                             assert!(conn.close_sent().is_some());
                             assert!(conn.close_expected());
                         }
-                        Event::Chunk { .. } => panic!("a chunk without streaming: {ev:?}"),
-                        Event::Encoded(_) => panic!("encoded without deferred decoding"),
+                        Event::Chunk { data, fin, .. } => {
+                            streamed += data.len();
+                            assert!(
+                                streamed <= max_message,
+                                "streamed {streamed} bytes over the {max_message} limit"
+                            );
+                            if fin {
+                                streamed = 0;
+                            }
+                        }
+                        Event::Encoded(encoded) => {
+                            let mut decoder = conn.take_decoder().expect("a decoder");
+                            let decoded = encoded.decode(&mut decoder);
+                            conn.put_decoder(decoder);
+                            match decoded {
+                                Ok(m) => assert!(m.len() <= max_message),
+                                Err(e) => {
+                                    conn.decoding_failed(e);
+                                    failed = true;
+                                    assert!(conn.close_expected());
+                                    assert!(conn.close_sent().is_some());
+                                    break;
+                                }
+                            }
+                        }
                     }
                 }
                 Ok(None) => break,
