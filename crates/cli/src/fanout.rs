@@ -193,6 +193,9 @@ struct Shared {
     fanout: bool,
     phase: Cell<Phase>,
     phase_changed: Notify,
+    /// Signalled on each warm-up arrival, and on each delivery once
+    /// publishing stopped (what the setup and drain waits look at).
+    progress: Notify,
     /// The measured window, ns since `base` (u64::MAX: not yet).
     from_ns: Cell<u64>,
     to_ns: Cell<u64>,
@@ -210,6 +213,22 @@ impl Shared {
     fn set_phase(&self, p: Phase) {
         self.phase.set(p);
         self.phase_changed.notify_waiters();
+    }
+    /// Waits until `done()` holds, woken by `progress`; `false` if
+    /// `deadline` passed first.
+    async fn wait_progress(&self, deadline: Instant, done: impl Fn() -> bool) -> bool {
+        while !done() {
+            // Single-threaded: nothing runs between the check and the first
+            // poll of `notified`, so no signal is lost.
+            let progressed = self.progress.notified();
+            if tokio::time::timeout_at(deadline.into(), progressed)
+                .await
+                .is_err()
+            {
+                return done();
+            }
+        }
+        true
     }
     async fn wait_phase(&self, p: Phase) {
         loop {
@@ -295,6 +314,7 @@ async fn run_local(args: &BenchArgs) -> anyhow::Result<FanoutReport> {
         fanout,
         phase: Cell::new(Phase::Connect),
         phase_changed: Notify::new(),
+        progress: Notify::new(),
         from_ns: Cell::new(u64::MAX),
         to_ns: Cell::new(u64::MAX),
         hist: RefCell::new(Histogram::new_with_bounds(1_000, 600_000_000_000, 3)?),
@@ -332,6 +352,7 @@ async fn run_local(args: &BenchArgs) -> anyhow::Result<FanoutReport> {
     let gate = Rc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let mut dials = Vec::with_capacity(total);
     let mut tasks = Vec::with_capacity(total * 2);
+    let mut publishers = Vec::new();
     for (i, conn) in conns.iter().enumerate() {
         let target = target(&topic_url(
             &args.url,
@@ -379,7 +400,7 @@ async fn run_local(args: &BenchArgs) -> anyhow::Result<FanoutReport> {
     let pipeline = args.pipeline.max(1) as u64;
     for conn in conns.iter().filter(|c| c.publishes) {
         let (conn, shared) = (conn.clone(), shared.clone());
-        tasks.push(tokio::task::spawn_local(async move {
+        publishers.push(tokio::task::spawn_local(async move {
             if let Err(e) = write_loop(&conn, &shared, rate, pipeline).await {
                 conn.errors.set(conn.errors.get() + 1);
                 tracing::debug!("publisher {}: {e:#}", conn.id);
@@ -388,15 +409,15 @@ async fn run_local(args: &BenchArgs) -> anyhow::Result<FanoutReport> {
     }
     let t1 = Instant::now();
     let warm_limit = Duration::from_secs(30) + Duration::from_millis(total as u64 * 2);
-    while shared.warmed.get() < total {
-        if t1.elapsed() > warm_limit {
-            bail!(
-                "only {} of {total} connections got a warm-up message in {:.0}s: not all subscribed?",
-                shared.warmed.get(),
-                warm_limit.as_secs_f64()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    if !shared
+        .wait_progress(t1 + warm_limit, || shared.warmed.get() >= total)
+        .await
+    {
+        bail!(
+            "only {} of {total} connections got a warm-up message in {:.0}s: not all subscribed?",
+            shared.warmed.get(),
+            warm_limit.as_secs_f64()
+        );
     }
     let warmup_wait_secs = t1.elapsed().as_secs_f64();
 
@@ -439,11 +460,17 @@ async fn run_local(args: &BenchArgs) -> anyhow::Result<FanoutReport> {
             .sum()
     };
     let drain_end = Instant::now() + Duration::try_from_secs_f64(args.drain)?;
-    // Let the publishers see Stop (a write in progress completes).
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    while shared.received_total.get() < expected() && Instant::now() < drain_end {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    // The publishers see Stop and end (a write in progress completes):
+    // then `sent` is final.
+    for p in publishers {
+        let abort = p.abort_handle();
+        if tokio::time::timeout_at(drain_end.into(), p).await.is_err() {
+            abort.abort();
+        }
     }
+    shared
+        .wait_progress(drain_end, || shared.received_total.get() >= expected())
+        .await;
     for t in &tasks {
         t.abort();
     }
@@ -603,6 +630,7 @@ fn on_message(conn: &Conn, shared: &Shared, head: &[u8], now: u64) {
     if id == WARM_ID {
         if !conn.warmed.replace(true) {
             shared.warmed.set(shared.warmed.get() + 1);
+            shared.progress.notify_waiters();
             let room = &shared.room_warmed[conn.room];
             room.set(room.get() + 1);
         }
@@ -634,6 +662,9 @@ fn on_message(conn: &Conn, shared: &Shared, head: &[u8], now: u64) {
         }
     }
     shared.received_total.set(shared.received_total.get() + 1);
+    if shared.phase.get() == Phase::Stop {
+        shared.progress.notify_waiters();
+    }
     conn.deliveries.set(conn.deliveries.get() + 1);
     if now >= shared.from_ns.get() && now <= shared.to_ns.get() {
         shared
