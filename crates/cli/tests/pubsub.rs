@@ -522,10 +522,16 @@ async fn a_slow_consumer_is_closed_with_1013_while_the_others_keep_receiving() {
     ])
     .await;
     let url = format!("{}?topic=s", server.ws_url);
-    let mut publisher = dial(&url, false).await;
-    let mut fast = dial(&url, false).await;
+    // The server subscribes a connection after its handshake, so each
+    // client in turn says hello and waits for its own hello (the sender is
+    // included): then it is subscribed, and so are those before it.
     let mut slow = dial(&url, false).await;
-    // Everyone is subscribed once the publisher's hello is back to all.
+    send(&mut slow, Message::text("hello-slow")).await;
+    assert_eq!(recv(&mut slow).await.as_text(), Some("hello-slow"));
+    let mut fast = dial(&url, false).await;
+    send(&mut fast, Message::text("hello-fast")).await;
+    assert_eq!(recv(&mut fast).await.as_text(), Some("hello-fast"));
+    let mut publisher = dial(&url, false).await;
     send(&mut publisher, Message::text("hello")).await;
     for ws in [&mut publisher, &mut fast] {
         assert_eq!(recv(ws).await.as_text(), Some("hello"));
@@ -546,6 +552,7 @@ async fn a_slow_consumer_is_closed_with_1013_while_the_others_keep_receiving() {
     }
     // The slow client now reads: what was written before the close, then
     // the server's Close 1013 "slow consumer".
+    assert_eq!(recv(&mut slow).await.as_text(), Some("hello-fast"));
     assert_eq!(recv(&mut slow).await.as_text(), Some("hello"));
     let mut got = 0;
     let end = loop {
