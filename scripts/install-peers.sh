@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the interop peers the tests talk to, inside the checkout:
-#   .peers/venv   Python virtualenv with `websockets` (PyPI)
+#   .peers/venv   Python virtualenv with `websockets` and `h2` (PyPI)
 #   .peers/node   Node.js project with `ws` (npm)
 #   /usr/bin/chromium  Debian's headless Chromium (apt; needs root), for the
 #                 browser test (crates/cli/tests/browser.rs)
@@ -12,12 +12,19 @@ PEERS=$ROOT/.peers
 mkdir -p "$PEERS"
 
 PY_WEBSOCKETS_VERSION=15.0.1
+# HTTP/2 by hand (RFC 8441 extended CONNECT): interop/h2_ws_client.py.
+PY_H2_VERSION=4.3.0
 NODE_WS_VERSION=8.18.3
 
 if ! "$PEERS/venv/bin/python" -c "import websockets, sys; sys.exit(websockets.__version__ != '$PY_WEBSOCKETS_VERSION')" 2>/dev/null; then
     echo "installing Python websockets==$PY_WEBSOCKETS_VERSION into .peers/venv"
     python3 -m venv "$PEERS/venv"
     "$PEERS/venv/bin/pip" install --quiet --disable-pip-version-check "websockets==$PY_WEBSOCKETS_VERSION"
+fi
+
+if ! "$PEERS/venv/bin/python" -c "import h2, sys; sys.exit(h2.__version__ != '$PY_H2_VERSION')" 2>/dev/null; then
+    echo "installing Python h2==$PY_H2_VERSION into .peers/venv"
+    "$PEERS/venv/bin/python" -m pip install --quiet --disable-pip-version-check "h2==$PY_H2_VERSION"
 fi
 
 if [ "$(node -p "require('$PEERS/node/node_modules/ws/package.json').version" 2>/dev/null)" != "$NODE_WS_VERSION" ]; then
@@ -42,5 +49,6 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 "$PEERS/venv/bin/python" -c "import websockets; print('python websockets', websockets.__version__)"
+"$PEERS/venv/bin/python" -c "import h2; print('python h2', h2.__version__)"
 node -e "console.log('node ws', require('$PEERS/node/node_modules/ws/package.json').version)"
 /usr/bin/chromium --version 2>/dev/null

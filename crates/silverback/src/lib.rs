@@ -242,6 +242,8 @@
 #![deny(missing_docs)]
 
 mod auth;
+#[cfg(feature = "axum")]
+pub mod axum;
 mod client;
 mod config;
 mod error;

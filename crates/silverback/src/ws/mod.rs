@@ -172,6 +172,9 @@ struct Flags {
     ended: bool,
     /// The end was reported by `recv`; later calls get `AlreadyClosed`.
     reported: bool,
+    /// The opening handshake was an HTTP/2 extended CONNECT (RFC 8441):
+    /// the connection is one stream of an HTTP/2 connection.
+    http2: bool,
 }
 
 impl<S> fmt::Debug for WebSocket<S> {
@@ -441,6 +444,25 @@ where
     /// This end's role.
     pub fn role(&self) -> Role {
         self.conn.role()
+    }
+
+    /// The HTTP version of the opening handshake: [`http::Version::HTTP_2`]
+    /// when the connection is a stream of an HTTP/2 connection (an
+    /// extended CONNECT, RFC 8441), [`http::Version::HTTP_11`] for an
+    /// HTTP/1.1 Upgrade (and a connection made with
+    /// [`from_raw_socket`](Self::from_raw_socket)).
+    pub fn http_version(&self) -> http::Version {
+        if self.flags.http2 {
+            http::Version::HTTP_2
+        } else {
+            http::Version::HTTP_11
+        }
+    }
+
+    /// Records the HTTP version of the opening handshake.
+    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+    pub(crate) fn set_http_version(&mut self, version: http::Version) {
+        self.flags.http2 = version >= http::Version::HTTP_2;
     }
 
     /// The settings in force.
