@@ -200,8 +200,19 @@ class Client:
         check(struct.unpack("!H", payload[:2])[0] == code, f"stream {st.sid}: Close code {payload[:2]!r}")
         # The server ends the stream (its END_STREAM is its TCP close), we end ours.
         self.wait(lambda: st.ended, f"END_STREAM on {st.sid}")
-        self.conn.end_stream(st.sid)
-        self.flush()
+        self.end_ours(st)
+
+    def end_ours(self, st):
+        """Ends our side of a stream the server has ended, unless the server
+        also reset it with NO_ERROR: done reading, it need not wait for our
+        END_STREAM (RFC 9113 section 8.1)."""
+        check(st.reset in (None, h2.errors.ErrorCodes.NO_ERROR),
+              f"stream {st.sid} reset with {st.reset} after a clean close")
+        try:
+            self.conn.end_stream(st.sid)
+            self.flush()
+        except h2.exceptions.StreamClosedError:
+            check(st.reset == h2.errors.ErrorCodes.NO_ERROR, f"stream {st.sid} closed under us")
 
     def answer_server_close(self, st, expected_code, failed=False):
         """Reads the server's Close and answers it. `failed`: the server
@@ -217,8 +228,7 @@ class Client:
             return
         self.send_frame(st, 0x8, payload[:2])
         self.wait(lambda: st.ended, f"END_STREAM on {st.sid}")
-        self.conn.end_stream(st.sid)
-        self.flush()
+        self.end_ours(st)
 
     def reset(self, st):
         self.conn.reset_stream(st.sid, h2.errors.ErrorCodes.CANCEL)

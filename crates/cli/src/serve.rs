@@ -16,6 +16,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::pubsub::{self, PubSub, SlowConsumer};
 
+/// HTTP/2 on the same port (h2c prior knowledge, ALPN h2).
+#[path = "h2.rs"]
+mod h2;
+
 const DEMO_PAGE: &str = include_str!("demo.html");
 /// The default `--max-message-size` with `--pubsub`.
 const PUBSUB_MAX_MESSAGE_SIZE: usize = 64 << 10;
@@ -102,6 +106,10 @@ pub struct ServeArgs {
     /// --pubsub: longest topic name, in bytes.
     #[arg(long, default_value_t = 128, value_name = "BYTES")]
     pub max_topic_len: usize,
+    /// Most streams open at once on one HTTP/2 connection (WebSockets and
+    /// requests); more are refused with RST_STREAM REFUSED_STREAM.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub h2_max_streams: u32,
 }
 
 impl Default for ServeArgs {
@@ -176,10 +184,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.addr))?;
     let local = listener.local_addr()?;
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsAcceptor::from(
+        (Some(cert), Some(key)) => Some(TlsAcceptor::from(h2::alpn(
             silverback::tls::server_config_from_pem_files(cert, key)
                 .with_context(|| format!("loading {} and {}", cert.display(), key.display()))?,
-        )),
+        ))),
         _ => None,
     };
     let (ws_scheme, http_scheme) = if tls.is_some() {
@@ -210,6 +218,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         page: page.replace("__WS_PATH__", &args.path),
         shutdown: shutdown.clone(),
         pubsub,
+        h2_max_streams: args.h2_max_streams,
     });
     // One permit per open connection (held until its task ends, the echo
     // task included); none left: 503.
@@ -241,11 +250,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 };
                 match tls.clone() {
                     None => {
-                        tokio::spawn(async move { handle(stream, peer, &state, slot).await });
+                        tokio::spawn(async move {
+                            if h2::is_prior_knowledge(&stream, handshake_timeout).await {
+                                h2::serve_connection(stream, peer, state, slot).await
+                            } else {
+                                handle(stream, peer, &state, slot).await
+                            }
+                        });
                     }
                     Some(acceptor) => {
                         tokio::spawn(async move {
                             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) if h2::negotiated(&stream) => {
+                                    h2::serve_connection(stream, peer, state, slot).await
+                                }
                                 Ok(Ok(stream)) => handle(stream, peer, &state, slot).await,
                                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -308,6 +326,7 @@ struct State {
     page: String,
     shutdown: Shutdown,
     pubsub: Option<PubSub>,
+    h2_max_streams: u32,
 }
 
 /// A connection's place under `--max-connections`.
@@ -387,7 +406,7 @@ async fn open<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (upgrader, path, page) = (&state.upgrader, state.path.as_str(), state.page.as_str());
+    let (upgrader, path) = (&state.upgrader, state.path.as_str());
     let incoming = match upgrader.read_request(stream).await {
         Ok(i) => i,
         Err(e) => {
@@ -402,34 +421,44 @@ where
             Ok(ws) => return Some((ws, query)),
             Err(e) => tracing::info!(%peer, error = %e, "upgrade refused"),
         }
-    } else if req_path == "/" && !incoming.is_upgrade() {
-        if incoming.request().method() != http::Method::GET {
-            let resp = http::Response::builder()
-                .status(405)
-                .header("allow", "GET")
-                .header("content-type", "text/plain; charset=utf-8")
-                .header("connection", "close")
-                .body(&b"method not allowed\n"[..])
-                .expect("static response");
-            let _ = incoming.respond(resp).await;
-            return None;
-        }
-        let resp = http::Response::builder()
-            .header("content-type", "text/html; charset=utf-8")
-            .header("connection", "close")
-            .body(page.as_bytes())
-            .expect("static response");
-        let _ = incoming.respond(resp).await;
     } else {
-        let resp = http::Response::builder()
-            .status(404)
-            .header("content-type", "text/plain; charset=utf-8")
-            .header("connection", "close")
-            .body(&b"not found\n"[..])
-            .expect("static response");
+        let (method, upgrade) = (incoming.request().method().clone(), incoming.is_upgrade());
+        let resp = plain_response(state, &method, &req_path, upgrade);
         let _ = incoming.respond(resp).await;
     }
     None
+}
+
+/// The answer to a request that is not for the WebSocket path, over
+/// HTTP/1.1 and HTTP/2 alike (`upgrade`: it asks for a WebSocket): the
+/// page on `GET /`, 405 for another method there, 404 elsewhere. Routes
+/// for both HTTP versions go here.
+fn plain_response(
+    state: &State,
+    method: &http::Method,
+    path: &str,
+    upgrade: bool,
+) -> http::Response<bytes::Bytes> {
+    let builder = http::Response::builder().header("connection", "close");
+    let resp = if path == "/" && !upgrade {
+        if method != http::Method::GET {
+            builder
+                .status(405)
+                .header("allow", "GET")
+                .header("content-type", "text/plain; charset=utf-8")
+                .body(bytes::Bytes::from_static(b"method not allowed\n"))
+        } else {
+            builder
+                .header("content-type", "text/html; charset=utf-8")
+                .body(bytes::Bytes::copy_from_slice(state.page.as_bytes()))
+        }
+    } else {
+        builder
+            .status(404)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(bytes::Bytes::from_static(b"not found\n"))
+    };
+    resp.expect("static response")
 }
 
 async fn echo<S>(ws: &mut silverback::WebSocket<S>, peer: SocketAddr, path: &str)
@@ -467,12 +496,20 @@ pub(crate) fn log_open<S>(
     }
     let compression = ws.compression().map(|p| p.to_string()).unwrap_or_default();
     let protocol = ws.protocol().unwrap_or("");
+    // Which HTTP carried the handshake: 1.1 (Upgrade) or 2 (extended CONNECT).
+    let http = if ws.http_version() == http::Version::HTTP_2 {
+        "2"
+    } else {
+        "1.1"
+    };
     match mode {
-        None => tracing::info!(%peer, path, protocol, compression, "open"),
+        None => tracing::info!(%peer, path, http, protocol, compression, "open"),
         Some(mode) if topics.is_empty() => {
-            tracing::info!(%peer, path, protocol, compression, mode, "open")
+            tracing::info!(%peer, path, http, protocol, compression, mode, "open")
         }
-        Some(mode) => tracing::info!(%peer, path, protocol, compression, mode, topics, "open"),
+        Some(mode) => {
+            tracing::info!(%peer, path, http, protocol, compression, mode, topics, "open")
+        }
     }
 }
 
