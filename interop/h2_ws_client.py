@@ -20,6 +20,8 @@ Scenarios (all on ONE HTTP/2 connection):
   limit     --streams N: opens N+1 WebSockets at once, ignoring the server's
             SETTINGS_MAX_CONCURRENT_STREAMS (N): one is refused (RST_STREAM
             REFUSED_STREAM), the other N echo.
+  get       GET / (the page, 200) and GET /nope (404) over HTTP/2, then a
+            WebSocket on the same connection.
   shutdown  --streams N: opens N WebSockets, echoes once on each, prints
             READY, then waits for the server's Close 1001 on every stream and
             answers it.
@@ -73,6 +75,13 @@ class Client:
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
+        # python-h2 takes a GOAWAY for the end of everything; RFC 9113
+        # section 6.8 lets the streams it does not cut off run to their end
+        # (a server shutting down gracefully). Keep the connection open.
+        machine = h2.connection.H2ConnectionStateMachine
+        machine._transitions[(h2.connection.ConnectionState.CLIENT_OPEN,
+                              h2.connection.ConnectionInputs.RECV_GOAWAY)] = (
+            None, h2.connection.ConnectionState.CLIENT_OPEN)
         self.conn = h2.connection.H2Connection(cfg)
         self.conn.initiate_connection()
         # A large connection window: many streams echo at once.
@@ -118,7 +127,7 @@ class Client:
 
     def wait(self, cond, what):
         while not cond():
-            if self.goaway is not None:
+            if self.goaway is not None and self.goaway[0] != h2.errors.ErrorCodes.NO_ERROR:
                 raise Failure(f"GOAWAY {self.goaway} while waiting for {what}")
             self.pump()
 
@@ -372,6 +381,21 @@ def scenario_limit(c, args):
     print(f"ok: the {len(ok)} others echo and close")
 
 
+def scenario_get(c, args):
+    for path, want in (("/", 200), ("/nope", 404)):
+        st = c.request([(":method", "GET"), (":scheme", "http"), (":path", path),
+                        (":authority", c.authority)], end_stream=True)
+        c.wait(lambda: st.ended or st.reset is not None, f"GET {path}")
+        check(st.status == want, f"GET {path}: status {st.status}, expected {want}")
+        if want == 200:
+            check(b"<html" in bytes(st.buf).lower(), f"GET {path}: not a page: {bytes(st.buf[:80])!r}")
+        print(f"ok: GET {path} over HTTP/2: {want}")
+    ws = open_all(c, args.path, 1)[0]
+    c.echo(ws, 0x1, b"after the page")
+    c.client_close(ws)
+    print("ok: a WebSocket on the same connection after the page")
+
+
 def scenario_shutdown(c, args):
     streams = open_all(c, args.path, args.streams)
     echo_all(c, streams, [10])
@@ -380,12 +404,15 @@ def scenario_shutdown(c, args):
     for st in streams:
         c.answer_server_close(st, 1001)
     print(f"ok: {len(streams)} closed by the server with 1001")
+    if c.goaway is not None:
+        check(c.goaway[0] == h2.errors.ErrorCodes.NO_ERROR, f"GOAWAY {c.goaway}")
+        print("ok: GOAWAY NO_ERROR, the open streams completed")
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("addr")
-    p.add_argument("scenario", choices=["echo", "bad", "limit", "shutdown"])
+    p.add_argument("scenario", choices=["echo", "bad", "limit", "get", "shutdown"])
     p.add_argument("--path", default="/ws")
     p.add_argument("--streams", type=int, default=4)
     p.add_argument("--close", choices=["client", "mixed"], default="client")
