@@ -88,7 +88,10 @@ async fn h2c_100_websockets_on_one_connection_closed_every_way() {
         &[&addr, "echo", "--streams", "100", "--close", "mixed"],
     )
     .await;
-    assert!(out.contains("ok: 100 WebSockets open on one HTTP/2 connection"), "{out}");
+    assert!(
+        out.contains("ok: 100 WebSockets open on one HTTP/2 connection"),
+        "{out}"
+    );
     let opened = wait_for_lines(&server, "open", 100).await;
     assert!(
         opened.iter().all(|l| field(l, "http") == Some("2")),
@@ -105,7 +108,12 @@ async fn h2c_100_websockets_on_one_connection_closed_every_way() {
         "{closed:#?}"
     );
     let ended = wait_for_lines(&server, "closed unexpectedly", 75).await;
-    let count = |code: &str| ended.iter().filter(|l| field(l, "code") == Some(code)).count();
+    let count = |code: &str| {
+        ended
+            .iter()
+            .filter(|l| field(l, "code") == Some(code))
+            .count()
+    };
     assert_eq!(
         (closed.len(), count("1007"), count("1006")),
         (25, 25, 50),
@@ -149,10 +157,7 @@ async fn h2c_plain_requests_and_http1_on_the_same_port() {
         .await
         .unwrap();
     ws.send(silverback::Message::text("h1")).await.unwrap();
-    assert_eq!(
-        ws.recv().await.unwrap(),
-        silverback::Message::text("h1")
-    );
+    assert_eq!(ws.recv().await.unwrap(), silverback::Message::text("h1"));
     ws.close(silverback::CloseCode::Normal, "").await.unwrap();
     let opened = wait_for_lines(&server, "open", 2).await;
     let versions: Vec<_> = opened.iter().map(|l| field(l, "http")).collect();
@@ -179,7 +184,9 @@ async fn h2c_shutdown_closes_every_stream_with_going_away() {
     assert!(
         out.status.success()
             && out.stdout.contains("ok: 20 closed by the server with 1001")
-            && out.stdout.contains("ok: GOAWAY NO_ERROR, the open streams completed"),
+            && out
+                .stdout
+                .contains("ok: GOAWAY NO_ERROR, the open streams completed"),
         "{}\n--- server log ---\n{}",
         out.output(),
         server.log()
@@ -315,7 +322,10 @@ async fn chromium_wss_over_http2() {
             server.log()
         )
     });
-    let context = format!("page report:\n{report}\n--- server log ---\n{}", server.log());
+    let context = format!(
+        "page report:\n{report}\n--- server log ---\n{}",
+        server.log()
+    );
     assert!(!report.contains("FAIL"), "{context}");
     for line in [
         "ok: page fetched",
@@ -323,7 +333,10 @@ async fn chromium_wss_over_http2() {
         "close: code=1000 clean=true",
         "done",
     ] {
-        assert!(report.lines().any(|l| l == line), "missing {line:?}: {context}");
+        assert!(
+            report.lines().any(|l| l == line),
+            "missing {line:?}: {context}"
+        );
     }
     // The server's record: the WebSocket was a stream of the HTTP/2
     // connection, with permessage-deflate, closed by the browser with 1000.

@@ -1,16 +1,13 @@
 //! `silverback::axum::WebSocketUpgrade` in a real `axum::Router` served by
-//! `axum::serve`: on HTTP/1.1 driven by our `Dialer` and by Python
-//! `websockets`, on HTTP/2 (prior-knowledge h2c, extended CONNECT) by
-//! Python's `h2` package speaking RFC 8441 by hand
-//! (`interop/h2_ws_client.py`). The Python peers come from
-//! `scripts/install-peers.sh`; a missing one fails the test.
+//! `axum::serve`, driven by our `Dialer` over HTTP/1.1: the upgrader's
+//! settings, refusals, shutdown. The interop runs (Python `websockets` on
+//! HTTP/1.1, Python `h2` speaking RFC 8441 on HTTP/2) are in the CLI's
+//! tests (`crates/cli/tests/axum_interop.rs`), with the other peers.
 #![cfg(feature = "axum")]
 #![allow(missing_docs)]
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use axum::routing::any;
@@ -20,10 +17,7 @@ use silverback::axum::WebSocketUpgrade;
 use silverback::http::Version;
 use silverback::{CloseCode, DeflateConfig, Dialer, Message, Shutdown, Upgrader};
 use tokio::net::TcpListener;
-use tokio::process::Command;
 use tokio::sync::mpsc;
-
-const INSTALL_HINT: &str = "run scripts/install-peers.sh";
 
 /// What the server side saw of one WebSocket.
 #[derive(Debug)]
@@ -78,34 +72,6 @@ async fn spawn_app(
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, rx)
-}
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Runs an interop script with the peers' Python, bounded; gives its
-/// status and output.
-async fn python(script: &str, args: &[&str]) -> (bool, String) {
-    let root = repo_root();
-    let py = root.join(".peers/venv/bin/python");
-    assert!(py.is_file(), "{} not found; {INSTALL_HINT}", py.display());
-    let run = Command::new(&py)
-        .arg(root.join("interop").join(script))
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .unwrap_or_else(|_| panic!("{script} did not finish within 60 s"))
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL_HINT}", py.display()));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 #[tokio::test]
@@ -194,62 +160,4 @@ async fn axum_shutdown_extension_closes_with_going_away() {
     assert_eq!(err.close_code(), Some(CloseCode::GoingAway), "{err}");
     let s = within(seen.recv()).await.unwrap();
     assert_eq!(s.end.unwrap().close_code(), CloseCode::GoingAway);
-}
-
-#[tokio::test]
-async fn axum_http1_with_python_websockets() {
-    let (addr, mut seen) = spawn_app(Upgrader::new(), Shutdown::new()).await;
-    let (ok, out) = python("python_client.py", &[&format!("ws://{addr}/ws")]).await;
-    assert!(ok, "python websockets client failed:\n{out}");
-    let s = within(seen.recv()).await.unwrap();
-    assert_eq!(s.version, Version::HTTP_11);
-    assert_eq!(s.end.unwrap().close_code(), CloseCode::Other(4000));
-}
-
-#[tokio::test]
-async fn axum_http2_extended_connect_with_python_h2() {
-    let upgrader = Upgrader::new().compression(DeflateConfig::default());
-    let (addr, mut seen) = spawn_app(upgrader, Shutdown::new()).await;
-    let streams = 8;
-    let (ok, out) = python(
-        "h2_ws_client.py",
-        &[
-            &addr.to_string(),
-            "echo",
-            "--streams",
-            &streams.to_string(),
-            "--close",
-            "mixed",
-        ],
-    )
-    .await;
-    assert!(ok, "h2 client failed:\n{out}");
-    assert!(
-        out.contains("ok: SETTINGS_ENABLE_CONNECT_PROTOCOL = 1"),
-        "{out}"
-    );
-    let mut codes = Vec::new();
-    for _ in 0..streams {
-        let s = within(seen.recv()).await.unwrap();
-        assert_eq!(s.version, Version::HTTP_2);
-        assert!(!s.compressed, "compression without an offer");
-        codes.push(u16::from(s.end.expect("ended").close_code()));
-    }
-    codes.sort_unstable();
-    // 2 closed by the client, 2 by the server (1007), 4 vanished (reset
-    // or connection dropped).
-    assert_eq!(codes, [1000, 1000, 1006, 1006, 1006, 1006, 1007, 1007]);
-}
-
-#[tokio::test]
-async fn axum_http2_refusals_with_python_h2() {
-    let (addr, _seen) = spawn_app(Upgrader::new(), Shutdown::new()).await;
-    // A plain CONNECT has no path: axum's router answers 404 before any
-    // handler (`silverback serve` answers 400, see the CLI's h2 tests).
-    let (ok, out) = python(
-        "h2_ws_client.py",
-        &[&addr.to_string(), "bad", "--plain-connect-status", "404"],
-    )
-    .await;
-    assert!(ok, "h2 client failed:\n{out}");
 }
