@@ -85,9 +85,13 @@ impl Upgrader {
         &self,
         req: &mut Request<B>,
     ) -> impl Future<Output = HyperUpgrade> + Send + 'static {
-        let refusal = |rej: Rejection| {
+        let respond = |rej: Rejection| {
             tracing::debug!(rejection = %rej, "upgrade refused");
             rej.to_response().map(|b| Full::new(Bytes::from(b)))
+        };
+        let refusal = move |rej: Rejection| {
+            crate::metrics::rejected(&rej);
+            respond(rej)
         };
         let negotiated = self
             .negotiate(req)
@@ -106,10 +110,11 @@ impl Upgrader {
                 {
                     Ok(r) => r.map_err(refusal)?,
                     Err(_) => {
-                        return Err(refusal(Rejection::new(
+                        crate::metrics::rejected_timeout();
+                        return Err(respond(Rejection::new(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "authorization timed out",
-                        )))
+                        )));
                     }
                 };
             let on_upgrade = on_upgrade.expect("taken when negotiated");
@@ -118,7 +123,10 @@ impl Upgrader {
             let inner = Box::pin(async move {
                 let upgraded = tokio::time::timeout(config.handshake_timeout, on_upgrade)
                     .await
-                    .map_err(|_| Error::new(ErrorKind::Timeout(Timeout::Handshake)))?
+                    .map_err(|_| {
+                        crate::metrics::rejected_timeout();
+                        Error::new(ErrorKind::Timeout(Timeout::Handshake))
+                    })?
                     .map_err(|e| Error::new(ErrorKind::Io(std::io::Error::other(e))))?;
                 let mut ws =
                     WebSocket::from_raw_socket(TokioIo::new(upgraded), Role::Server, config, &[]);
