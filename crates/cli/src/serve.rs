@@ -102,6 +102,10 @@ pub struct ServeArgs {
     /// --pubsub: longest topic name, in bytes.
     #[arg(long, default_value_t = 128, value_name = "BYTES")]
     pub max_topic_len: usize,
+    /// Serve `GET /metrics` (Prometheus) on this address instead of on
+    /// the main port.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for ServeArgs {
@@ -175,6 +179,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.addr))?;
     let local = listener.local_addr()?;
+    // Before the first connection: the library resolves its counters once.
+    let metrics_local = crate::metrics::start(args.metrics_addr).await?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsAcceptor::from(
             silverback::tls::server_config_from_pem_files(cert, key)
@@ -203,6 +209,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("demo page on {http_scheme}://{local}/");
         DEMO_PAGE
     };
+    if let Some(addr) = metrics_local {
+        tracing::info!("metrics on http://{addr}/metrics");
+    }
     let shutdown = Shutdown::new();
     let state = Arc::new(State {
         upgrader,
@@ -247,8 +256,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         tokio::spawn(async move {
                             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                                 Ok(Ok(stream)) => handle(stream, peer, &state, slot).await,
-                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                Ok(Err(e)) => {
+                                    crate::metrics::rejected_tls();
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                                }
+                                Err(_) => {
+                                    crate::metrics::rejected_tls();
+                                    tracing::debug!(%peer, "TLS handshake timed out")
+                                }
                             }
                         });
                     }
@@ -360,6 +375,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if let Slot::Full = slot {
+        crate::metrics::rejected_limit();
         return Box::pin(refuse(stream)).await;
     }
     // The handshake's future lives on the heap while it runs and is freed
@@ -419,6 +435,8 @@ where
             .header("connection", "close")
             .body(page.as_bytes())
             .expect("static response");
+        let _ = incoming.respond(resp).await;
+    } else if let Some(resp) = crate::metrics::route(incoming.request()) {
         let _ = incoming.respond(resp).await;
     } else {
         let resp = http::Response::builder()

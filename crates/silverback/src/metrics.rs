@@ -42,7 +42,7 @@
 #![cfg_attr(not(feature = "metrics"), allow(dead_code))]
 
 #[cfg(feature = "metrics")]
-pub use imp::{connection_rejected, describe, RejectReason};
+pub use imp::{connection_rejected, describe, register, RejectReason};
 #[cfg(feature = "metrics")]
 pub(crate) use imp::{rejected, rejected_timeout, ConnMetrics};
 #[cfg(not(feature = "metrics"))]
@@ -361,6 +361,18 @@ mod imp {
                 _ => Self::BadRequest,
             }
         }
+    }
+
+    /// Registers the per-connection series of `role` now (at zero), so an
+    /// exporter shows them before the first connection. Optional.
+    ///
+    /// ```
+    /// silverback::metrics::register(silverback::Role::Server);
+    /// ```
+    pub fn register(role: Role) {
+        let r = role_index(role);
+        handles(r);
+        counter!(CONNECTIONS_TOTAL, "role" => ROLES[r], "outcome" => "accepted").increment(0);
     }
 
     /// Counts a server connection refused before it opened, for refusals
