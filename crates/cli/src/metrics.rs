@@ -156,6 +156,8 @@ mod imp {
         http::Response::builder()
             .header("content-type", "application/json")
             .header("cache-control", "no-store")
+            // The chat page may be served elsewhere (its `ws` parameter).
+            .header("access-control-allow-origin", "*")
             .header("connection", "close")
             .body(body.to_string().into_bytes())
             .expect("static response")
