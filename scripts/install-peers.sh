@@ -4,6 +4,8 @@
 #   .peers/node   Node.js project with `ws` (npm)
 #   /usr/bin/chromium  Debian's headless Chromium (apt; needs root), for the
 #                 browser test (crates/cli/tests/browser.rs)
+#   /usr/bin/promtool  from Debian's prometheus (apt; needs root), to validate
+#                 `silverback serve`'s /metrics (crates/cli/tests/metrics.rs)
 # Idempotent: re-running only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +50,20 @@ if [ ! -x /usr/bin/chromium ]; then
     fi
 fi
 
+if [ ! -x /usr/bin/promtool ]; then
+    echo "installing Debian prometheus for promtool (apt-get)"
+    SUDO=
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    apt_install_prometheus() { $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+    if ! apt-cache show prometheus >/dev/null 2>&1 || ! apt_install_prometheus 2>/dev/null; then
+        $SUDO apt-get update -qq >/dev/null
+        apt_install_prometheus
+    fi
+fi
+
 "$PEERS/venv/bin/python" -c "import websockets; print('python websockets', websockets.__version__)"
 "$PEERS/venv/bin/python" -c "import h2; print('python h2', h2.__version__)"
 node -e "console.log('node ws', require('$PEERS/node/node_modules/ws/package.json').version)"
 /usr/bin/chromium --version 2>/dev/null
+/usr/bin/promtool --version 2>&1 | head -1

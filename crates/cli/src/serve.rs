@@ -110,6 +110,10 @@ pub struct ServeArgs {
     /// requests); more are refused with RST_STREAM REFUSED_STREAM.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub h2_max_streams: u32,
+    /// Serve `GET /metrics` (Prometheus) on this address instead of on
+    /// the main port.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for ServeArgs {
@@ -183,6 +187,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.addr))?;
     let local = listener.local_addr()?;
+    // Before the first connection: the library resolves its counters once.
+    let metrics_local = crate::metrics::start(args.metrics_addr).await?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsAcceptor::from(h2::alpn(
             silverback::tls::server_config_from_pem_files(cert, key)
@@ -211,6 +217,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("demo page on {http_scheme}://{local}/");
         DEMO_PAGE
     };
+    if let Some(addr) = metrics_local {
+        tracing::info!("metrics on http://{addr}/metrics");
+    }
     let shutdown = Shutdown::new();
     let state = Arc::new(State {
         upgrader,
@@ -265,8 +274,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                                     h2::serve_connection(stream, peer, state, slot).await
                                 }
                                 Ok(Ok(stream)) => handle(stream, peer, &state, slot).await,
-                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                Ok(Err(e)) => {
+                                    crate::metrics::rejected_tls();
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                                }
+                                Err(_) => {
+                                    crate::metrics::rejected_tls();
+                                    tracing::debug!(%peer, "TLS handshake timed out")
+                                }
                             }
                         });
                     }
@@ -379,6 +394,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if let Slot::Full = slot {
+        crate::metrics::rejected_limit();
         return Box::pin(refuse(stream)).await;
     }
     // The handshake's future lives on the heap while it runs and is freed
@@ -439,6 +455,11 @@ fn plain_response(
     path: &str,
     upgrade: bool,
 ) -> http::Response<bytes::Bytes> {
+    if !upgrade {
+        if let Some(resp) = crate::metrics::route(path) {
+            return resp.map(bytes::Bytes::from);
+        }
+    }
     let builder = http::Response::builder().header("connection", "close");
     let resp = if path == "/" && !upgrade {
         if method != http::Method::GET {

@@ -81,6 +81,12 @@ async function run() {
   log("ok: presence 2");
   await until("an RTT", () => chat(A).rtt !== null && chat(B).rtt !== null);
   log("ok: rtt");
+  // The page's own figures, and the server's (GET /stats, every 2 s).
+  await until("the server's figures", () => {
+    const c = chat(A);
+    return c.sent > 0 && c.received > 0 && c.bytesReceived > 0 && c.server && c.server.connections === 3;
+  });
+  log("ok: figures");
 
   chat(A).send("hello from alice");
   await until("bob gets alice's message", () => texts(B).includes("hello from alice"));
@@ -293,6 +299,7 @@ async fn chat_pages_exchange_and_a_dropped_page_recovers_what_it_missed() {
         "ok: subscribed",
         "ok: presence 2",
         "ok: rtt",
+        "ok: figures",
         "ok: exchange",
         "ok: subscribed recovered=true",
         "ok: bob has every message once, in order",

@@ -191,6 +191,7 @@ impl HubBuilder {
             counters: Counters::default(),
             received: AtomicU64::new(0),
             publish_errors: AtomicU64::new(0),
+            gauges: Default::default(),
         });
         backplane.attach(Arc::new(Node(Arc::downgrade(&inner))))?;
         Ok(Hub { inner })
@@ -233,6 +234,8 @@ struct Inner {
     counters: Counters,
     received: AtomicU64,
     publish_errors: AtomicU64,
+    /// This hub's share of the process-wide gauges (feature `metrics`).
+    gauges: crate::metrics::Gauges,
 }
 
 /// What the backplane delivers to (weak: the hub owns the backplane).
@@ -411,6 +414,7 @@ impl Hub {
         if r.is_err() {
             self.inner.forget(conn, &name);
         }
+        self.inner.sync_gauges();
         r
     }
 
@@ -513,8 +517,9 @@ impl Hub {
         if !was {
             return Ok(false);
         }
-        self.inner.remove_sub(topic, conn).await?;
-        Ok(true)
+        let r = self.inner.remove_sub(topic, conn).await;
+        self.inner.sync_gauges();
+        r.map(|()| true)
     }
 
     /// Unsubscribes the connection of `sender` from every topic (call it
@@ -532,6 +537,7 @@ impl Hub {
                 first_err.get_or_insert(e);
             }
         }
+        self.inner.sync_gauges();
         first_err.map_or(Ok(n), Err)
     }
 
@@ -557,7 +563,10 @@ impl Hub {
             .publish(topic, message.into(), history)
             .await;
         match &r {
-            Ok(_) => self.inner.counters.add(1, Fanout::default()),
+            Ok(_) => {
+                self.inner.counters.add(1, Fanout::default());
+                crate::metrics::published();
+            }
             Err(e) => {
                 tracing::debug!(topic, error = %e, "publish failed");
                 self.inner.publish_errors.fetch_add(1, Ordering::Relaxed);
@@ -747,6 +756,7 @@ fn finish_recovery(
     drop(st);
     topic.counters.add(0, f);
     hub_counters.add(0, f);
+    crate::metrics::fanout(&overflow, f);
     if !alive {
         return (Err(HubError::ConnectionClosed), empty);
     }
@@ -791,6 +801,7 @@ impl Inner {
         let Some(f) = st.fan_out(p, &mut gone) else {
             return;
         };
+        crate::metrics::fanout(&st.overflow, f);
         let empty = st.is_empty();
         drop(st);
         self.received.fetch_add(1, Ordering::Relaxed);
@@ -817,13 +828,22 @@ impl Inner {
 
     /// Removes `topic` from the connection's set.
     fn forget(&self, conn: u64, topic: &str) {
-        let mut conns = lock(&self.conns);
-        if let Some(t) = conns.get_mut(&conn) {
-            t.remove(topic);
-            if t.is_empty() {
-                conns.remove(&conn);
+        {
+            let mut conns = lock(&self.conns);
+            if let Some(t) = conns.get_mut(&conn) {
+                t.remove(topic);
+                if t.is_empty() {
+                    conns.remove(&conn);
+                }
             }
         }
+        self.sync_gauges();
+    }
+
+    /// Brings the process-wide gauges up to date with this hub.
+    fn sync_gauges(&self) {
+        self.gauges
+            .sync(|| (read(&self.topics).len(), lock(&self.conns).len()));
     }
 
     /// Removes the connection's subscription from `topic`, releasing the
@@ -864,7 +884,9 @@ impl Inner {
         if map.get(&topic.name).is_some_and(|t| Arc::ptr_eq(t, topic)) {
             map.remove(&topic.name);
         }
+        drop(map);
         topic.removed.store(true, Ordering::Release);
+        self.sync_gauges();
         r
     }
 }

@@ -99,6 +99,10 @@ pub mod envelope;
 mod error;
 pub mod history;
 mod hub;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 mod presence;
 mod stats;
 mod topic;

@@ -89,7 +89,10 @@ impl Upgrader {
         req: &mut Request<B>,
     ) -> impl Future<Output = HyperUpgrade> + Send + 'static {
         let version = req.version();
-        let refusal = move |rej: Rejection| refusal_response(&rej, version);
+        let refusal = move |rej: Rejection| {
+            crate::metrics::rejected(&rej);
+            refusal_response(&rej, version)
+        };
         let negotiated = self
             .negotiate(req)
             .map(|acc| (acc, self.start_authorize(req)));
@@ -107,10 +110,11 @@ impl Upgrader {
                 {
                     Ok(r) => r.map_err(refusal)?,
                     Err(_) => {
-                        return Err(refusal(Rejection::new(
+                        crate::metrics::rejected_timeout();
+                        return Err(respond(Rejection::new(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "authorization timed out",
-                        )))
+                        )));
                     }
                 };
             let on_upgrade = on_upgrade.expect("taken when negotiated");
@@ -119,7 +123,10 @@ impl Upgrader {
             let inner = Box::pin(async move {
                 let upgraded = tokio::time::timeout(config.handshake_timeout, on_upgrade)
                     .await
-                    .map_err(|_| Error::new(ErrorKind::Timeout(Timeout::Handshake)))?
+                    .map_err(|_| {
+                        crate::metrics::rejected_timeout();
+                        Error::new(ErrorKind::Timeout(Timeout::Handshake))
+                    })?
                     .map_err(|e| Error::new(ErrorKind::Io(std::io::Error::other(e))))?;
                 let mut ws =
                     WebSocket::from_raw_socket(TokioIo::new(upgraded), Role::Server, config, &[]);

@@ -253,6 +253,10 @@ mod error;
 mod hyper;
 #[cfg(feature = "json")]
 mod json;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 mod proxy;
 mod request;
 mod server;

@@ -332,11 +332,15 @@ impl Upgrader {
             }
         };
         match tokio::time::timeout_at(deadline, read).await {
-            Err(_) => Err(Error::new(ErrorKind::Timeout(Timeout::Handshake))),
+            Err(_) => {
+                crate::metrics::rejected_timeout();
+                Err(Error::new(ErrorKind::Timeout(Timeout::Handshake)))
+            }
             Ok(Err(None)) => Err(Error::new(ErrorKind::Io(
                 std::io::ErrorKind::UnexpectedEof.into(),
             ))),
             Ok(Err(Some(rej))) => {
+                crate::metrics::rejected(&rej);
                 let _ = tokio::time::timeout_at(deadline, send_rejection(&mut stream, &rej)).await;
                 Err(Error::new(ErrorKind::Rejected(rej)))
             }
@@ -429,7 +433,10 @@ where
                 let auth = upgrader.start_authorize(&self.request);
                 tokio::time::timeout_at(self.deadline, authorize(acc, auth))
                     .await
-                    .map_err(|_| Error::new(ErrorKind::Timeout(Timeout::Handshake)))?
+                    .map_err(|_| {
+                        crate::metrics::rejected_timeout();
+                        Error::new(ErrorKind::Timeout(Timeout::Handshake))
+                    })?
             }
             Err(rej) => Err(rej),
         };
@@ -442,7 +449,10 @@ where
                     self.stream.flush().await
                 };
                 match tokio::time::timeout_at(self.deadline, write).await {
-                    Err(_) => return Err(Error::new(ErrorKind::Timeout(Timeout::Handshake))),
+                    Err(_) => {
+                        crate::metrics::rejected_timeout();
+                        return Err(Error::new(ErrorKind::Timeout(Timeout::Handshake)));
+                    }
                     Ok(Err(e)) => return Err(Error::new(ErrorKind::Io(e))),
                     Ok(Ok(())) => {}
                 }
@@ -465,6 +475,7 @@ where
             }
             Err(rej) => {
                 tracing::debug!(rejection = %rej, "upgrade refused");
+                crate::metrics::rejected(&rej);
                 let _ =
                     tokio::time::timeout_at(self.deadline, send_rejection(&mut self.stream, &rej))
                         .await;
