@@ -111,10 +111,13 @@ impl Upgrader {
                     Ok(r) => r.map_err(refusal)?,
                     Err(_) => {
                         crate::metrics::rejected_timeout();
-                        return Err(respond(Rejection::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "authorization timed out",
-                        )));
+                        return Err(refusal_response(
+                            &Rejection::new(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "authorization timed out",
+                            ),
+                            version,
+                        ));
                     }
                 };
             let on_upgrade = on_upgrade.expect("taken when negotiated");
