@@ -102,6 +102,14 @@ pub struct ServeArgs {
     /// --pubsub: longest topic name, in bytes.
     #[arg(long, default_value_t = 128, value_name = "BYTES")]
     pub max_topic_len: usize,
+    /// --pubsub: share topics with other nodes through Redis
+    /// (`redis://HOST:PORT`); repeat for shards (topics spread by
+    /// consistent hashing). `/readyz` is 503 while it is unreachable.
+    #[arg(long = "redis", value_name = "URL", requires = "pubsub")]
+    pub redis: Vec<String>,
+    /// --redis: this node's id (presence; default random).
+    #[arg(long, value_name = "ID", requires = "redis")]
+    pub node_id: Option<String>,
 }
 
 impl Default for ServeArgs {
@@ -166,6 +174,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_topics: args.max_topics,
             max_subscriptions: args.max_subscriptions,
             max_topic_len: args.max_topic_len,
+            redis: args.redis.clone(),
+            node_id: args.node_id.clone(),
             path: args.path.clone(),
         })?)
     } else {
@@ -204,7 +214,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         DEMO_PAGE
     };
     let shutdown = Shutdown::new();
+    let health = crate::health::Health::new(pubsub.as_ref().and_then(|p| p.redis()));
     let state = Arc::new(State {
+        health,
         upgrader,
         path: args.path.clone(),
         page: page.replace("__WS_PATH__", &args.path),
@@ -260,13 +272,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     shutdown.active(),
                     shutdown_timeout
                 );
+                state.health.set_draining();
                 break;
             }
         }
     }
-    // Stop accepting, then drain.
+    // Drain; meanwhile the listener answers only the health endpoints.
+    let report = tokio::select! {
+        report = shutdown.shutdown(shutdown_timeout) => report,
+        () = state.health.serve_draining(&listener, &state.upgrader, tls.clone()) => unreachable!(),
+    };
     drop(listener);
-    let report = shutdown.shutdown(shutdown_timeout).await;
     tracing::info!("{report}");
     Ok(())
 }
@@ -303,6 +319,7 @@ fn stop_signal() -> impl std::future::Future<Output = &'static str> {
 }
 
 struct State {
+    health: crate::health::Health,
     upgrader: Upgrader,
     path: String,
     page: String,
@@ -396,6 +413,10 @@ where
         }
     };
     let req_path = incoming.request().uri().path().to_owned();
+    if let Some(resp) = state.health.response(&req_path) {
+        let _ = incoming.respond(resp).await;
+        return None;
+    }
     if req_path == path {
         let query = incoming.request().uri().query().map(str::to_owned);
         match incoming.upgrade(upgrader).await {
