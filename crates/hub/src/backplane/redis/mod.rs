@@ -524,12 +524,22 @@ impl Shared {
         let r = self
             .read(topic, Some((&epoch, offset + 1)), self.key_ttl)
             .await?;
-        if r.position.epoch != *epoch {
-            self.reset(topic, &r.position);
-            self.set_last(shard, topic, Some(&last), &r.position);
-            return Ok(0);
-        }
-        let epoch: Arc<str> = epoch;
+        let (r, epoch, offset) = if r.position.epoch != *epoch {
+            // A new epoch: the old history is gone. Subscribers are told,
+            // then get the new epoch's stream from its start.
+            let start = StreamPosition::new(0, r.position.epoch.as_str());
+            self.reset(topic, &start);
+            self.set_last(shard, topic, Some(&last), &start);
+            let epoch: Arc<str> = start.epoch.as_str().into();
+            let r = self.read(topic, Some((&epoch, 1)), self.key_ttl).await?;
+            if r.position.epoch != *epoch {
+                // Reset again meanwhile: the next catch-up goes on.
+                return Ok(0);
+            }
+            (r, epoch, 0)
+        } else {
+            (r, epoch, offset)
+        };
         let mut expected = offset + 1;
         let mut delivered = 0;
         for (off, m) in r.entries {
@@ -537,7 +547,10 @@ impl Shared {
                 continue;
             }
             if off > expected {
-                self.reset(topic, &StreamPosition::new(off - 1, &*epoch));
+                // Trimmed: what is kept follows a gap.
+                let at = StreamPosition::new(off - 1, &*epoch);
+                self.reset(topic, &at);
+                self.set_last(shard, topic, None, &at);
             }
             let p = Publication {
                 topic: topic.clone(),
