@@ -4,6 +4,8 @@
 #   .peers/node   Node.js project with `ws` (npm)
 #   /usr/bin/chromium  Debian's headless Chromium (apt; needs root), for the
 #                 browser test (crates/cli/tests/browser.rs)
+#   /usr/bin/redis-server  Debian's redis-server (apt; needs root), for the
+#                 Redis backplane tests (crates/cli/tests/redis.rs)
 # Idempotent: re-running only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +43,19 @@ if [ ! -x /usr/bin/chromium ]; then
     fi
 fi
 
+if [ ! -x /usr/bin/redis-server ]; then
+    echo "installing Debian redis-server (apt-get)"
+    SUDO=
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    apt_install_redis() { $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+    if ! apt-cache show redis-server >/dev/null 2>&1 || ! apt_install_redis 2>/dev/null; then
+        $SUDO apt-get update -qq >/dev/null
+        apt_install_redis
+    fi
+fi
+
 "$PEERS/venv/bin/python" -c "import websockets; print('python websockets', websockets.__version__)"
 node -e "console.log('node ws', require('$PEERS/node/node_modules/ws/package.json').version)"
 /usr/bin/chromium --version 2>/dev/null
+/usr/bin/redis-server --version

@@ -66,6 +66,8 @@ async fn node(redis: &RedisServer, extra: &[&str]) -> Server {
         "100000",
         "--queue-bytes",
         "67108864",
+        // Debug builds deflate slowly; compression is not what is tested.
+        "--no-compression",
     ];
     args.extend_from_slice(extra);
     let s = Server::start(&args).await;
@@ -361,7 +363,7 @@ async fn three_nodes_deliver_every_message_exactly_once_in_order() {
         node(&redis, &["--node-id", "b"]).await,
         node(&redis, &["--node-id", "c"]).await,
     ];
-    const PER_NODE: usize = 50;
+    const PER_NODE: usize = 40;
     const MESSAGES: u64 = 400;
     let (until_tx, until) = watch::channel(None);
     let lists: Vec<Vec<String>> = (0..PER_NODE * 3)

@@ -268,11 +268,15 @@ struct Shard {
     /// Commands (publish, history, presence): reconnects by itself.
     cmd: OnceLock<ConnectionManager>,
     /// Topics this node is interested in, with the last position delivered.
-    topics: Mutex<HashMap<Arc<str>, Option<(Arc<str>, u64)>>>,
+    topics: Mutex<HashMap<Arc<str>, Last>>,
     /// The PUB/SUB connection's sink while it is up.
     sink: Mutex<Option<PubSubSink>>,
     connected: AtomicBool,
 }
+
+/// The last position delivered for a topic (epoch, offset); `None` until
+/// known.
+type Last = Option<(Arc<str>, u64)>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -575,13 +579,7 @@ impl Shared {
     }
 
     /// Sets the topic's last position to `to` if it still is `was`.
-    fn set_last(
-        &self,
-        shard: &Shard,
-        topic: &str,
-        was: Option<&Option<(Arc<str>, u64)>>,
-        to: &StreamPosition,
-    ) {
+    fn set_last(&self, shard: &Shard, topic: &str, was: Option<&Last>, to: &StreamPosition) {
         let mut topics = lock(&shard.topics);
         if let Some(last) = topics.get_mut(topic) {
             if was.is_none_or(|w| w == last) {
