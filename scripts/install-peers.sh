@@ -6,6 +6,8 @@
 #                 browser test (crates/cli/tests/browser.rs)
 #   /usr/bin/promtool  from Debian's prometheus (apt; needs root), to validate
 #                 `silverback serve`'s /metrics (crates/cli/tests/metrics.rs)
+#   /usr/bin/redis-server  Debian's redis-server (apt; needs root), for the
+#                 Redis backplane tests (crates/cli/tests/redis.rs)
 # Idempotent: re-running only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,29 +38,23 @@ if [ "$(node -p "require('$PEERS/node/node_modules/ws/package.json').version" 2>
         && npm install --silent --no-audit --no-fund "ws@$NODE_WS_VERSION")
 fi
 
-if [ ! -x /usr/bin/chromium ]; then
-    echo "installing Debian chromium (apt-get)"
+# Debian packages, by the program each provides: the missing ones are
+# installed together (needs root), the package lists fetched only when needed
+# (none yet on a fresh machine, or stale ones the install fails with).
+APT_PEERS=(/usr/bin/chromium:chromium /usr/bin/promtool:prometheus /usr/bin/redis-server:redis-server)
+missing=()
+for entry in "${APT_PEERS[@]}"; do
+    [ -x "${entry%%:*}" ] || missing+=("${entry#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing Debian ${missing[*]} (apt-get)"
     SUDO=
     [ "$(id -u)" = 0 ] || SUDO=sudo
     export DEBIAN_FRONTEND=noninteractive
-    apt_install() { $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
-    # Fetch the package lists only when needed: none yet (a fresh machine),
-    # or the install from the lists already there fails (stale lists).
-    if ! apt-cache show chromium >/dev/null 2>&1 || ! apt_install 2>/dev/null; then
+    apt_install() { $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+    if ! apt-cache show "${missing[@]}" >/dev/null 2>&1 || ! apt_install 2>/dev/null; then
         $SUDO apt-get update -qq >/dev/null
         apt_install
-    fi
-fi
-
-if [ ! -x /usr/bin/promtool ]; then
-    echo "installing Debian prometheus for promtool (apt-get)"
-    SUDO=
-    [ "$(id -u)" = 0 ] || SUDO=sudo
-    export DEBIAN_FRONTEND=noninteractive
-    apt_install_prometheus() { $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
-    if ! apt-cache show prometheus >/dev/null 2>&1 || ! apt_install_prometheus 2>/dev/null; then
-        $SUDO apt-get update -qq >/dev/null
-        apt_install_prometheus
     fi
 fi
 
@@ -67,3 +63,4 @@ fi
 node -e "console.log('node ws', require('$PEERS/node/node_modules/ws/package.json').version)"
 /usr/bin/chromium --version 2>/dev/null
 /usr/bin/promtool --version 2>&1 | head -1
+/usr/bin/redis-server --version

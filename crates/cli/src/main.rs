@@ -5,6 +5,7 @@
 mod bench;
 mod connect;
 mod fanout;
+mod health;
 mod metrics;
 mod pubsub;
 mod serve;

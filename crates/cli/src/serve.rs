@@ -114,6 +114,14 @@ pub struct ServeArgs {
     /// the main port.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// --pubsub: share topics with other nodes through Redis
+    /// (`redis://HOST:PORT`); repeat for shards (topics spread by
+    /// consistent hashing). `/readyz` is 503 while it is unreachable.
+    #[arg(long = "redis", value_name = "URL", requires = "pubsub")]
+    pub redis: Vec<String>,
+    /// --redis: this node's id (presence; default random).
+    #[arg(long, value_name = "ID", requires = "redis")]
+    pub node_id: Option<String>,
 }
 
 impl Default for ServeArgs {
@@ -178,6 +186,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_topics: args.max_topics,
             max_subscriptions: args.max_subscriptions,
             max_topic_len: args.max_topic_len,
+            redis: args.redis.clone(),
+            node_id: args.node_id.clone(),
             path: args.path.clone(),
         })?)
     } else {
@@ -221,7 +231,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("metrics on http://{addr}/metrics");
     }
     let shutdown = Shutdown::new();
+    let health = crate::health::Health::new(pubsub.as_ref().and_then(|p| p.redis()));
     let state = Arc::new(State {
+        health,
         upgrader,
         path: args.path.clone(),
         page: page.replace("__WS_PATH__", &args.path),
@@ -293,13 +305,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     shutdown.active(),
                     shutdown_timeout
                 );
+                state.health.set_draining();
                 break;
             }
         }
     }
-    // Stop accepting, then drain.
+    // Drain; meanwhile the listener answers only the health endpoints.
+    let report = tokio::select! {
+        report = shutdown.shutdown(shutdown_timeout) => report,
+        () = state.health.serve_draining(&listener, &state.upgrader, tls.clone()) => unreachable!(),
+    };
     drop(listener);
-    let report = shutdown.shutdown(shutdown_timeout).await;
     tracing::info!("{report}");
     Ok(())
 }
@@ -336,6 +352,7 @@ fn stop_signal() -> impl std::future::Future<Output = &'static str> {
 }
 
 struct State {
+    health: crate::health::Health,
     upgrader: Upgrader,
     path: String,
     page: String,
@@ -447,7 +464,8 @@ where
 
 /// The answer to a request that is not for the WebSocket path, over
 /// HTTP/1.1 and HTTP/2 alike (`upgrade`: it asks for a WebSocket): the
-/// page on `GET /`, 405 for another method there, 404 elsewhere. Routes
+/// health endpoints, `/metrics` and `/stats`, the page on `GET /`, 405 for
+/// another method there, 404 elsewhere. Routes
 /// for both HTTP versions go here.
 fn plain_response(
     state: &State,
@@ -456,7 +474,11 @@ fn plain_response(
     upgrade: bool,
 ) -> http::Response<bytes::Bytes> {
     if !upgrade {
-        if let Some(resp) = crate::metrics::route(path) {
+        if let Some(resp) = state
+            .health
+            .response(path)
+            .or_else(|| crate::metrics::route(path))
+        {
             return resp.map(bytes::Bytes::from);
         }
     }

@@ -247,6 +247,20 @@ impl Delivery for Node {
             inner.deliver(p);
         }
     }
+
+    fn reset(&self, topic: &str, position: &StreamPosition) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.reset(topic, position);
+        }
+    }
+
+    fn subscriber_count(&self, topic: &str) -> usize {
+        self.0.upgrade().map_or(0, |inner| {
+            read(&inner.topics)
+                .get(topic)
+                .map_or(0, |t| t.lock().subs.len())
+        })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -599,6 +613,24 @@ impl Hub {
         self.topic(topic).map_or(0, |t| t.lock().subs.len())
     }
 
+    /// Subscribers of `topic` on every node: this hub's, plus what the
+    /// backplane knows of the other nodes' (the same as
+    /// [`subscriber_count`](Self::subscriber_count) on a backplane without
+    /// shared presence, such as [`MemoryBackplane`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), silverback_hub::HubError> {
+    /// let hub = silverback_hub::Hub::new();
+    /// assert_eq!(hub.presence_count("room").await?, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn presence_count(&self, topic: &str) -> Result<usize, HubError> {
+        self.validate(topic)?;
+        let remote = self.inner.backplane.remote_subscriber_count(topic).await?;
+        Ok(self.subscriber_count(topic) + remote)
+    }
+
     /// The [`SubscriberInfo`] of each subscriber of `topic` on this hub
     /// (one per connection, in no particular order).
     pub fn presence(&self, topic: &str) -> Vec<Arc<SubscriberInfo>> {
@@ -824,6 +856,40 @@ impl Inner {
                 });
             }
         }
+    }
+
+    /// The backplane reset the topic's stream: subscribers are told (by
+    /// their codec's notice) and delivery goes on after `position`.
+    fn reset(&self, name: &str, position: &StreamPosition) {
+        let Some(topic) = read(&self.topics).get(name).cloned() else {
+            return;
+        };
+        let mut st = topic.lock();
+        st.last = Some((position.epoch.as_str().into(), position.offset));
+        // A recovery under way cannot be complete any more.
+        for p in &mut st.pending {
+            p.overflowed = true;
+        }
+        let overflow = st.overflow.clone();
+        let mut f = Fanout::default();
+        let mut notices: Vec<(*const (), Option<PreparedMessage>)> = Vec::new();
+        for sub in &mut st.subs {
+            sub.skip = None;
+            let Some(codec) = &sub.codec else { continue };
+            let key = Arc::as_ptr(codec) as *const ();
+            let i = match notices.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    notices.push((key, codec.reset(name, position)));
+                    notices.len() - 1
+                }
+            };
+            if let Some(m) = &notices[i].1 {
+                topic::offer(&sub.sender, m, &overflow, &mut f);
+            }
+        }
+        drop(st);
+        tracing::debug!(topic = name, offset = position.offset, epoch = %position.epoch, "stream reset");
     }
 
     /// Removes `topic` from the connection's set.
