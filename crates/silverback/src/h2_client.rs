@@ -184,11 +184,11 @@ impl AsyncWrite for H2Stream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        finished_is_ok(Pin::new(&mut self.get_mut().io).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        finished_is_ok(Pin::new(&mut self.get_mut().io).poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -202,6 +202,32 @@ impl AsyncWrite for H2Stream {
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
     }
+}
+
+/// A server that has ended its side of the stream may reset ours with
+/// `NO_ERROR` (RFC 9113 §8.1: "stop sending, the response is complete");
+/// axum does once its WebSocket handler returns. Flushing or shutting down
+/// then has nothing left to do: not a failure.
+fn finished_is_ok(polled: Poll<io::Result<()>>) -> Poll<io::Result<()>> {
+    match polled {
+        Poll::Ready(Err(e)) if reset_reason(&e) == Some(h2::Reason::NO_ERROR) => {
+            Poll::Ready(Ok(()))
+        }
+        other => other,
+    }
+}
+
+/// The HTTP/2 reset reason inside an I/O error from hyper, if any.
+fn reset_reason(e: &io::Error) -> Option<h2::Reason> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> =
+        e.get_ref().map(|inner| inner as _);
+    while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.reason();
+        }
+        source = err.source();
+    }
+    None
 }
 
 /// HTTP/2 connections shared by WebSockets to the same origin:
