@@ -1,5 +1,3 @@
-#![cfg(feature = "http2")]
-#![allow(missing_docs)]
 //! The Dialer over HTTP/2 (RFC 8441 extended CONNECT): against a hyper
 //! HTTP/2 server written here (`enable_connect_protocol`, answering the
 //! CONNECT with 200 and running silverback's server WebSocket over
@@ -10,6 +8,8 @@
 //! and the pool redialing; per-stream flow control (a stalled socket does
 //! not starve the others); falling back to HTTP/1.1 (or failing under
 //! `Require`) against servers without HTTP/2 or without extended CONNECT.
+#![cfg(feature = "http2")]
+#![allow(missing_docs)]
 
 mod common;
 

@@ -1,8 +1,8 @@
-#![cfg(feature = "http2")]
-#![allow(missing_docs)]
 //! The Dialer over HTTP/2 against another implementation of RFC 8441:
 //! axum 0.8's own `WebSocketUpgrade` (tokio-tungstenite inside), served by
 //! `axum::serve` (HTTP/1.1 and h2c on one port, extended CONNECT on).
+#![cfg(feature = "http2")]
+#![allow(missing_docs)]
 
 mod common;
 
