@@ -115,30 +115,50 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Echo, connect: open the WebSockets with silverback's Dialer over
+    /// HTTP/2 (RFC 8441), all multiplexed over one pooled HTTP/2
+    /// connection (h2c for ws://, ALPN h2 for wss://). A wss:// URL without
+    /// it uses the Dialer over HTTP/1.1 (one TLS connection each).
+    #[arg(long)]
+    pub http2: bool,
+    /// wss://: accept any certificate (a bench server's self-signed one).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// The result, printed as text or JSON.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
-    mode: &'static str,
-    url: String,
-    conns: usize,
-    size: usize,
-    pipeline: usize,
-    seconds: f64,
-    messages: u64,
-    msgs_per_sec: f64,
-    mb_per_sec: f64,
-    p50_us: f64,
-    p99_us: f64,
-    p999_us: f64,
-    max_us: f64,
-    handshakes: u64,
-    handshakes_per_sec: f64,
-    clean_close_ratio: f64,
-    idle_connections: usize,
-    server_rss_per_conn_bytes: Option<f64>,
-    errors: u64,
+    pub(crate) mode: &'static str,
+    pub(crate) url: String,
+    pub(crate) conns: usize,
+    pub(crate) size: usize,
+    pub(crate) pipeline: usize,
+    pub(crate) seconds: f64,
+    pub(crate) messages: u64,
+    pub(crate) msgs_per_sec: f64,
+    pub(crate) mb_per_sec: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) p999_us: f64,
+    pub(crate) max_us: f64,
+    pub(crate) handshakes: u64,
+    pub(crate) handshakes_per_sec: f64,
+    pub(crate) clean_close_ratio: f64,
+    pub(crate) idle_connections: usize,
+    pub(crate) server_rss_per_conn_bytes: Option<f64>,
+    pub(crate) errors: u64,
+    /// `--http2`/wss:// runs: the transport, `h2` or `http/1.1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) transport: Option<&'static str>,
+    /// Server CPU seconds (utime + stime) over the measured window
+    /// (`--server-pid`; `--http2`/wss:// runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) server_cpu_secs: Option<f64>,
+    /// Server CPU per message (echo) or per WebSocket opened and closed
+    /// (connect), in microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) server_cpu_us_per_op: Option<f64>,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -152,6 +172,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             crate::fanout::print_report(&report);
+        }
+        return Ok(());
+    }
+    if crate::bench_h2::applies(&args) {
+        let report = rt.block_on(crate::bench_h2::run(&args))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print_report(&report);
         }
         return Ok(());
     }
@@ -172,6 +201,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn print_report(r: &Report) {
+    if let Some(transport) = r.transport {
+        println!("over {transport}");
+    }
+    if let (Some(cpu), Some(per_op)) = (r.server_cpu_secs, r.server_cpu_us_per_op) {
+        println!("server CPU {cpu:.2}s: {per_op:.1} us per operation");
+    }
     match r.mode {
         "echo" => {
             println!(

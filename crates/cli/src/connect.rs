@@ -57,6 +57,28 @@ pub struct ConnectArgs {
     /// wss:// to ws:// is refused.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub follow_redirects: usize,
+    /// Open the WebSocket over HTTP/2 (RFC 8441 extended CONNECT): ALPN
+    /// `h2` for wss://, prior knowledge (h2c) for ws://. `prefer` (the
+    /// value of a bare `--http2`) falls back to HTTP/1.1 when the server
+    /// does not take it, `require` fails instead.
+    #[arg(
+        long,
+        value_name = "MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "prefer",
+        value_enum
+    )]
+    pub http2: Option<Http2Mode>,
+}
+
+/// `--http2=MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Http2Mode {
+    /// HTTP/2 if the server takes it, else HTTP/1.1.
+    Prefer,
+    /// HTTP/2 or fail.
+    Require,
 }
 
 pub fn run(args: ConnectArgs) -> anyhow::Result<i32> {
@@ -106,6 +128,11 @@ fn dialer(args: &ConnectArgs) -> anyhow::Result<Dialer> {
             .add_root_pem_file(ca)
             .with_context(|| format!("reading {}", ca.display()))?;
     }
+    dialer = match args.http2 {
+        None => dialer,
+        Some(Http2Mode::Prefer) => dialer.http2(silverback::Http2::Prefer),
+        Some(Http2Mode::Require) => dialer.http2(silverback::Http2::Require),
+    };
     Ok(dialer.tls(tls.build()?))
 }
 
@@ -127,11 +154,16 @@ async fn connect(args: ConnectArgs) -> anyhow::Result<i32> {
         }
     };
     eprintln!(
-        "connected to {}{}",
+        "connected to {}{}{}",
         args.url,
         ws.protocol()
             .map(|p| format!(" (subprotocol {p})"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if ws.get_ref().is_http2() {
+            " over HTTP/2"
+        } else {
+            ""
+        }
     );
     let (mut reader, mut writer) = ws.split();
     let mut printer = tokio::spawn(async move {

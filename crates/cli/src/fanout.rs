@@ -242,7 +242,7 @@ impl Shared {
 }
 
 /// utime + stime of a process (`self` or a pid), in seconds.
-fn cpu_secs(pid: &str) -> anyhow::Result<f64> {
+pub(crate) fn cpu_secs(pid: &str) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let rest = stat.rsplit_once(") ").context("bad /proc stat")?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();

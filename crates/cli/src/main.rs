@@ -3,6 +3,7 @@
 //! (interactive client).
 
 mod bench;
+mod bench_h2;
 mod connect;
 mod fanout;
 mod health;

@@ -26,7 +26,7 @@ use crate::{Config, WebSocket};
 pub type ClientStream = MaybeTlsStream<TcpStream>;
 
 /// Largest error body kept from a refused handshake.
-const MAX_ERROR_BODY: usize = 64 * 1024;
+pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Request headers set with [`Dialer::header`] that are credentials: not
 /// sent again after a redirect to another origin.
@@ -66,13 +66,37 @@ enum ProxyMode {
 /// one explicitly and [`no_proxy`](Self::no_proxy) turns them off.
 #[derive(Debug, Clone, Default)]
 pub struct Dialer {
-    config: Config,
+    pub(crate) config: Config,
     protocols: Vec<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
     proxy: ProxyMode,
     max_redirects: usize,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConfig>,
+    #[cfg(feature = "http2")]
+    pub(crate) http2: crate::h2_client::Http2,
+    #[cfg(feature = "http2")]
+    pub(crate) h2_pool: Option<crate::h2_client::H2Pool>,
+}
+
+/// Where a URL is dialed.
+pub(crate) struct Target {
+    pub(crate) secure: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl Target {
+    pub(crate) fn of(uri: &Uri) -> Self {
+        let secure = uri.scheme_str() == Some("wss");
+        let host = uri.host().unwrap_or_default();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        Self { secure, host, port }
+    }
 }
 
 impl Dialer {
@@ -291,32 +315,61 @@ impl Dialer {
         url: &str,
         headers: &[(HeaderName, HeaderValue)],
     ) -> Result<(WebSocket<ClientStream>, Response<()>), Error> {
-        let uri = parse_url(url)?;
-        let secure = uri.scheme_str() == Some("wss");
-        let host = uri.host().unwrap_or_default();
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-        let proxy = match &self.proxy {
-            ProxyMode::Env => Proxy::from_env(if secure { "wss" } else { "ws" }, &host),
+        #[cfg(feature = "http2")]
+        if self.http2 != crate::h2_client::Http2::Off {
+            return crate::h2_client::connect(self, url, headers).await;
+        }
+        self.connect_http1(url, headers).await
+    }
+
+    /// The proxy to dial `target` through, if any.
+    pub(crate) fn proxy_for(&self, target: &Target) -> Option<Proxy> {
+        match &self.proxy {
+            ProxyMode::Env => {
+                Proxy::from_env(if target.secure { "wss" } else { "ws" }, &target.host)
+            }
             ProxyMode::None => None,
             ProxyMode::Explicit(p) => Some(p.clone()),
-        };
-        let tcp = match proxy {
-            Some(p) => p.connect(&host, port).await?,
+        }
+    }
+
+    /// A TCP connection to `target`, through the proxy if there is one.
+    pub(crate) async fn dial_tcp(&self, target: &Target) -> Result<TcpStream, Error> {
+        match self.proxy_for(target) {
+            Some(p) => p.connect(&target.host, target.port).await,
             None => {
-                let tcp = TcpStream::connect((host.as_str(), port)).await?;
+                let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
                 tcp.set_nodelay(true)?;
-                tcp
+                Ok(tcp)
             }
-        };
-        let stream = if secure {
-            self.tls_connect(&host, tcp).await?
+        }
+    }
+
+    /// Dials `url` and runs the HTTP/1.1 upgrade.
+    pub(crate) async fn connect_http1(
+        &self,
+        url: &str,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<(WebSocket<ClientStream>, Response<()>), Error> {
+        let uri = parse_url(url)?;
+        let target = Target::of(&uri);
+        let tcp = self.dial_tcp(&target).await?;
+        let stream = if target.secure {
+            self.tls_connect(&target.host, tcp).await?
         } else {
             MaybeTlsStream::Plain(tcp)
         };
+        self.http1_over(stream, url, headers).await
+    }
+
+    /// The HTTP/1.1 upgrade over a connected transport.
+    pub(crate) async fn http1_over(
+        &self,
+        stream: ClientStream,
+        url: &str,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<(WebSocket<ClientStream>, Response<()>), Error> {
+        let secure = stream.is_tls();
         let result = self.handshake_inner(stream, url, headers).await;
         if secure {
             result.map_err(tls_failure_as_tls_error)
@@ -325,13 +378,26 @@ impl Dialer {
         }
     }
 
+    /// The TLS settings in use (the default ones unless set).
+    #[cfg(all(feature = "http2", feature = "tls"))]
+    pub(crate) fn tls_config(&self) -> &crate::tls::TlsConfig {
+        match &self.tls {
+            Some(c) => c,
+            None => crate::tls::shared_default(),
+        }
+    }
+
+    /// The subprotocols offered.
+    pub(crate) fn protocols(&self) -> Vec<&str> {
+        self.protocols.iter().map(String::as_str).collect()
+    }
+
     #[cfg(feature = "tls")]
     async fn tls_connect(&self, host: &str, tcp: TcpStream) -> Result<ClientStream, Error> {
-        let config = match &self.tls {
-            Some(c) => c.clone(),
-            None => crate::tls::TlsConfig::default(),
+        let tls = match &self.tls {
+            Some(c) => crate::tls::connect(c, host, tcp).await?,
+            None => crate::tls::connect(&crate::tls::TlsConfig::default(), host, tcp).await?,
         };
-        let tls = crate::tls::connect(&config, host, tcp).await?;
         Ok(MaybeTlsStream::Tls(Box::new(tls)))
     }
 
@@ -372,7 +438,7 @@ impl Dialer {
     {
         let uri = parse_url(url)?;
         let key = generate_key();
-        let protocols: Vec<&str> = self.protocols.iter().map(String::as_str).collect();
+        let protocols = self.protocols();
         let mut headers = headers.to_vec();
         if let Some(cfg) = &self.config.compression {
             let offer = HeaderValue::from_str(&deflate::client_offer(cfg)).expect("ASCII offer");
@@ -448,7 +514,7 @@ async fn read_error_body<S: AsyncRead + Unpin>(
 /// certificate after the client considers the handshake done, so a refused
 /// (or missing) client certificate arrives as an alert on the first read.
 #[cfg(feature = "tls")]
-fn tls_failure_as_tls_error(e: Error) -> Error {
+pub(crate) fn tls_failure_as_tls_error(e: Error) -> Error {
     match e.into_kind() {
         ErrorKind::Io(io)
             if io
@@ -462,7 +528,7 @@ fn tls_failure_as_tls_error(e: Error) -> Error {
 }
 
 #[cfg(not(feature = "tls"))]
-fn tls_failure_as_tls_error(e: Error) -> Error {
+pub(crate) fn tls_failure_as_tls_error(e: Error) -> Error {
     e
 }
 
@@ -583,7 +649,7 @@ fn is_tls_downgrade(from: &Uri, to: &Uri) -> bool {
     from.scheme_str() == Some("wss") && to.scheme_str() == Some("ws")
 }
 
-fn parse_url(url: &str) -> Result<Uri, Error> {
+pub(crate) fn parse_url(url: &str) -> Result<Uri, Error> {
     let uri: Uri = url
         .parse()
         .map_err(|e| Error::new(ErrorKind::InvalidUrl(format!("{url}: {e}"))))?;

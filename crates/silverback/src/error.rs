@@ -83,6 +83,59 @@ pub enum ErrorKind {
     Tls(io::Error),
     /// The proxy could not be reached or refused the tunnel.
     Proxy(String),
+    /// A WebSocket over HTTP/2 (RFC 8441) could not be opened: see
+    /// [`Http2Error`] and [`Dialer::http2`](crate::Dialer). (A server
+    /// answering the extended CONNECT with another status than `200` is an
+    /// [`HttpStatus`](Self::HttpStatus) error, as a refused HTTP/1.1
+    /// upgrade is.)
+    Http2(Http2Error),
+}
+
+/// Why a WebSocket could not be opened over HTTP/2 (RFC 8441 extended
+/// CONNECT): [`ErrorKind::Http2`]. With
+/// [`Http2::Prefer`](crate::Dialer) the first two fall back to HTTP/1.1
+/// instead; with `Http2::Require` they are errors.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Http2Error {
+    /// The server does not speak HTTP/2: TLS ALPN did not pick `h2`, or
+    /// (`ws://`, HTTP/2 with prior knowledge) it did not answer the
+    /// connection preface with its SETTINGS.
+    NotNegotiated,
+    /// The server speaks HTTP/2 but did not advertise
+    /// `SETTINGS_ENABLE_CONNECT_PROTOCOL`: it accepts no WebSocket over
+    /// HTTP/2.
+    ExtendedConnectDisabled,
+    /// The server reset the CONNECT stream (`RST_STREAM`) with this HTTP/2
+    /// error code (e.g. `0x1` PROTOCOL_ERROR, `0x7` REFUSED_STREAM).
+    StreamReset(u32),
+    /// The HTTP/2 connection failed or was closed (`GOAWAY`, reset)
+    /// before the server answered.
+    Connection(io::Error),
+}
+
+impl fmt::Display for Http2Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotNegotiated => f.write_str("the server does not speak HTTP/2"),
+            Self::ExtendedConnectDisabled => f.write_str(
+                "the server's HTTP/2 SETTINGS lack ENABLE_CONNECT_PROTOCOL (no RFC 8441 WebSockets)",
+            ),
+            Self::StreamReset(code) => {
+                write!(f, "the server reset the CONNECT stream (HTTP/2 error code {code:#x})")
+            }
+            Self::Connection(e) => write!(f, "HTTP/2 connection failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Http2Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Connection(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// Why a [`Dialer`](crate::Dialer) refused to follow a redirect:
@@ -358,6 +411,7 @@ impl fmt::Display for Error {
             }
             ErrorKind::Tls(e) => write!(f, "TLS error: {e}"),
             ErrorKind::Proxy(e) => write!(f, "proxy error: {e}"),
+            ErrorKind::Http2(e) => write!(f, "HTTP/2: {e}"),
         }
     }
 }
@@ -370,6 +424,7 @@ impl std::error::Error for Error {
             ErrorKind::InvalidSend(e) => Some(e),
             ErrorKind::Rejected(e) => Some(e),
             ErrorKind::Handshake(e) => Some(e),
+            ErrorKind::Http2(e) => Some(e),
             _ => None,
         }
     }

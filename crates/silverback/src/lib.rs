@@ -249,6 +249,8 @@ pub mod axum;
 mod client;
 mod config;
 mod error;
+#[cfg(feature = "http2")]
+mod h2_client;
 #[cfg(feature = "hyper")]
 mod hyper;
 #[cfg(feature = "json")]
@@ -271,7 +273,9 @@ mod ws;
 pub use auth::{AuthToken, Authorized, ReservedHeader, TOKEN_PROTOCOL_PREFIX};
 pub use client::{connect, ClientStream, Dialer};
 pub use config::Config;
-pub use error::{Error, ErrorKind, RedirectRefusal, Timeout};
+pub use error::{Error, ErrorKind, Http2Error, RedirectRefusal, Timeout};
+#[cfg(feature = "http2")]
+pub use h2_client::{H2Pool, H2Stream, Http2, H2_CONNECTION_WINDOW, H2_STREAM_WINDOW};
 #[cfg(feature = "hyper")]
 pub use hyper::{is_upgrade_request, HyperUpgrade, HyperWebSocket, UpgradeFuture};
 #[cfg(feature = "json")]

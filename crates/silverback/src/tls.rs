@@ -238,9 +238,34 @@ pub(crate) async fn connect(
     host: &str,
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
+    connect_with(config.client.clone(), host, tcp).await
+}
+
+/// `config` offering ALPN `h2` then `http/1.1` (HTTP/2 WebSockets).
+#[cfg(feature = "http2")]
+pub(crate) fn with_h2_alpn(config: &TlsConfig) -> Arc<ClientConfig> {
+    let mut client = (*config.client).clone();
+    client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(client)
+}
+
+/// The default configuration, built once (its identity keys HTTP/2
+/// connection pools).
+#[cfg(feature = "http2")]
+pub(crate) fn shared_default() -> &'static TlsConfig {
+    static DEFAULT: std::sync::OnceLock<TlsConfig> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(TlsConfig::default)
+}
+
+/// TLS handshake as a client with a rustls configuration.
+pub(crate) async fn connect_with(
+    client: Arc<ClientConfig>,
+    host: &str,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
     let name = ServerName::try_from(host.to_owned())
         .map_err(|_| tls_error(&format!("invalid server name {host:?}")))?;
-    TlsConnector::from(config.client.clone())
+    TlsConnector::from(client)
         .connect(name, tcp)
         .await
         .map_err(|e| Error::new(ErrorKind::Tls(e)))

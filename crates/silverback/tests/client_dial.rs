@@ -124,7 +124,13 @@ async fn ipv6_literal_url() {
     let url = served.url("ws", None, "/v6");
     assert!(url.starts_with("ws://[::1]:"), "{url}");
     let (mut ws, _) = within(Dialer::new().connect(&url)).await.unwrap();
-    assert!(ws.get_ref().get_ref().peer_addr().unwrap().is_ipv6());
+    assert!(ws
+        .get_ref()
+        .get_ref()
+        .unwrap()
+        .peer_addr()
+        .unwrap()
+        .is_ipv6());
     assert_echoes(&mut ws).await;
     let session = client_close_4000(ws, &mut served).await;
     assert_eq!(

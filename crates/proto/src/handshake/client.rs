@@ -201,6 +201,37 @@ pub fn validate_response_with<B>(
     if h.get(header::SEC_WEBSOCKET_ACCEPT).map(|v| v.as_bytes()) != Some(expected.as_bytes()) {
         return Err(ResponseError::BadAccept);
     }
+    validate_negotiation(resp, protocols, deflate)
+}
+
+/// Checks the subprotocol and extensions a server accepted against what was
+/// offered, as [`validate_response_with`] does after the status, `Upgrade`
+/// and `Sec-WebSocket-Accept` checks: for a WebSocket opened another way
+/// than HTTP/1.1's `101` (RFC 8441's extended CONNECT over HTTP/2 answers
+/// `200` with no key to check). Returns the chosen subprotocol and the
+/// negotiated permessage-deflate parameters.
+///
+/// ```
+/// use silverback_proto::handshake::client::{validate_negotiation, ResponseError};
+/// let resp = http::Response::builder()
+///     .status(200)
+///     .header("sec-websocket-protocol", "chat")
+///     .body(())
+///     .unwrap();
+/// let (protocol, deflate) = validate_negotiation(&resp, &["chat"], None).unwrap();
+/// assert_eq!(protocol.as_deref(), Some("chat"));
+/// assert!(deflate.is_none());
+/// assert_eq!(
+///     validate_negotiation(&resp, &["other"], None),
+///     Err(ResponseError::UnofferedProtocol("chat".into()))
+/// );
+/// ```
+pub fn validate_negotiation<B>(
+    resp: &Response<B>,
+    protocols: &[&str],
+    deflate: Option<&DeflateConfig>,
+) -> Result<(Option<String>, Option<DeflateParams>), ResponseError> {
+    let h = resp.headers();
     let extensions = header_tokens(h, header::SEC_WEBSOCKET_EXTENSIONS);
     let params = match (deflate, extensions.first()) {
         (_, None) => None,
