@@ -101,6 +101,27 @@ async fn wait_status(server: &Server, path: &str, status: u16) -> String {
     }
 }
 
+/// Asks `server` for the presence of `TOPIC` until it is `count` (nodes
+/// write theirs every second).
+async fn wait_presence(server: &Server, count: usize) {
+    let mut ws = dial(&server.ws_url).await.unwrap();
+    let deadline = Instant::now() + SCENARIO;
+    loop {
+        send_json(&mut ws, json!({"op":"presence","topic":TOPIC}))
+            .await
+            .unwrap();
+        let v = recv_json(&mut ws).await.unwrap();
+        if v["count"] == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "presence stays at {v}, not {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// What one subscriber got.
 #[derive(Debug, Default)]
 struct Got {
@@ -371,20 +392,8 @@ async fn three_nodes_deliver_every_message_exactly_once_in_order() {
         .collect();
     let subs = subscribers(&lists, &until).await;
     // Presence across nodes: every node counts every subscriber.
-    {
-        let mut ws = dial(&nodes[1].ws_url).await.unwrap();
-        let deadline = Instant::now() + SCENARIO;
-        loop {
-            send_json(&mut ws, json!({"op":"presence","topic":TOPIC}))
-                .await
-                .unwrap();
-            let v = recv_json(&mut ws).await.unwrap();
-            if v["count"] == PER_NODE * 3 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "presence stays at {v}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    for n in &nodes {
+        wait_presence(n, PER_NODE * 3).await;
     }
     let (_stop_tx, stop) = watch::channel(false);
     let started = Instant::now();
@@ -564,6 +573,8 @@ async fn clients_of_a_killed_node_recover_exactly_what_they_missed_on_another() 
         .await
         .unwrap()
         .unwrap();
+    // Presence: the 20 subscribers, now on b; a's counts expire with it.
+    wait_presence(&b, 20).await;
     stop_tx.send_replace(true);
     let out = timeout(SCENARIO, publishing).await.unwrap().unwrap();
     let acked = HashMap::from([(0u64, out.acked.clone())]);
