@@ -428,6 +428,11 @@ async fn three_nodes_deliver_every_message_exactly_once_in_order() {
     assert_eq!((f.lost, f.duplicated, f.out_of_order), (0, 0, 0));
     assert_eq!(f.delivered, 3 * MESSAGES * got.len() as u64);
     assert!(got.iter().all(|g| g.resets.is_empty()));
+    // Redis stayed up: no node ever lost it (its liveness pings pass).
+    for n in &nodes {
+        let log = n.log();
+        assert!(!log.contains("redis backplane: disconnected"), "{log}");
+    }
 }
 
 /// Redis SIGKILLed under load and restarted; returns the figures.

@@ -967,7 +967,7 @@ async fn read_shard(
                 let sink = lock(&sh.shards[index].sink).clone();
                 let Some(mut sink) = sink else { return ReadEnd::Closed };
                 let ok = matches!(
-                    timeout(sh.timeout, sink.ping::<String>()).await,
+                    timeout(sh.timeout, sink.ping::<redis::Value>()).await,
                     Ok(Ok(_))
                 );
                 if !ok {
