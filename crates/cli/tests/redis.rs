@@ -10,7 +10,8 @@
 //!   publishes during the outage fail visibly; `/readyz` is 503 meanwhile;
 //! - a node SIGKILLed: its clients reconnect to another node with `since`
 //!   and get exactly what they missed, `recovered:true`;
-//! - `/readyz` 503 while draining for shutdown.
+//! - `/readyz` 503 while draining for shutdown;
+//! - the hub API on two Redis shards (rendezvous hashing).
 //!
 //! Each scenario prints its figures (published, delivered, lost,
 //! duplicated).
@@ -98,6 +99,27 @@ async fn wait_status(server: &Server, path: &str, status: u16) -> String {
             "{path} still {s} ({body}), wanted {status}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asks `server` for the presence of `TOPIC` until it is `count` (nodes
+/// write theirs every second).
+async fn wait_presence(server: &Server, count: usize) {
+    let mut ws = dial(&server.ws_url).await.unwrap();
+    let deadline = Instant::now() + SCENARIO;
+    loop {
+        send_json(&mut ws, json!({"op":"presence","topic":TOPIC}))
+            .await
+            .unwrap();
+        let v = recv_json(&mut ws).await.unwrap();
+        if v["count"] == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "presence stays at {v}, not {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -371,20 +393,8 @@ async fn three_nodes_deliver_every_message_exactly_once_in_order() {
         .collect();
     let subs = subscribers(&lists, &until).await;
     // Presence across nodes: every node counts every subscriber.
-    {
-        let mut ws = dial(&nodes[1].ws_url).await.unwrap();
-        let deadline = Instant::now() + SCENARIO;
-        loop {
-            send_json(&mut ws, json!({"op":"presence","topic":TOPIC}))
-                .await
-                .unwrap();
-            let v = recv_json(&mut ws).await.unwrap();
-            if v["count"] == PER_NODE * 3 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "presence stays at {v}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    for n in &nodes {
+        wait_presence(n, PER_NODE * 3).await;
     }
     let (_stop_tx, stop) = watch::channel(false);
     let started = Instant::now();
@@ -419,6 +429,11 @@ async fn three_nodes_deliver_every_message_exactly_once_in_order() {
     assert_eq!((f.lost, f.duplicated, f.out_of_order), (0, 0, 0));
     assert_eq!(f.delivered, 3 * MESSAGES * got.len() as u64);
     assert!(got.iter().all(|g| g.resets.is_empty()));
+    // Redis stayed up: no node ever lost it (its liveness pings pass).
+    for n in &nodes {
+        let log = n.log();
+        assert!(!log.contains("redis backplane: disconnected"), "{log}");
+    }
 }
 
 /// Redis SIGKILLed under load and restarted; returns the figures.
@@ -564,6 +579,8 @@ async fn clients_of_a_killed_node_recover_exactly_what_they_missed_on_another() 
         .await
         .unwrap()
         .unwrap();
+    // Presence: the 20 subscribers, now on b; a's counts expire with it.
+    wait_presence(&b, 20).await;
     stop_tx.send_replace(true);
     let out = timeout(SCENARIO, publishing).await.unwrap().unwrap();
     let acked = HashMap::from([(0u64, out.acked.clone())]);
@@ -607,4 +624,109 @@ async fn readyz_is_503_while_draining_and_healthz_stays_200() {
     assert_eq!(http_status(&n, "/").await.0, 503);
     drop(stuck);
     assert!(n.wait_exit().await.success());
+}
+
+/// The hub API on two Redis shards: topics spread over both by
+/// rendezvous hashing, each published once to its shard and delivered to
+/// the other node in order; presence counts the other node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_spread_over_two_shards() {
+    use silverback_hub::backplane::redis::{BackplaneState, RedisBackplane};
+    use silverback_hub::Hub;
+    let r1 = RedisServer::start(false).await;
+    let r2 = RedisServer::start(false).await;
+    let urls = [r1.url(), r2.url()];
+    let mut nodes = Vec::new();
+    for id in ["n1", "n2"] {
+        let bp = RedisBackplane::builder(urls.clone())
+            .node_id(id)
+            .build()
+            .unwrap();
+        let hub = Hub::builder().backplane(bp.clone()).build().unwrap();
+        timeout(
+            IO_TIMEOUT,
+            bp.state().wait_for(|s| *s == BackplaneState::Connected),
+        )
+        .await
+        .expect("connected to both shards")
+        .unwrap();
+        nodes.push((bp, hub));
+    }
+    let topics: Vec<String> = (0..16).map(|i| format!("t{i}")).collect();
+    let on = |url: &str| {
+        topics
+            .iter()
+            .filter(|t| nodes[0].0.shard_of(t) == url)
+            .count()
+    };
+    let (n1, n2) = (on(&urls[0]), on(&urls[1]));
+    assert_eq!(n1 + n2, 16);
+    assert!(n1 > 0 && n2 > 0, "both shards used: {n1} and {n2}");
+    assert!(topics
+        .iter()
+        .all(|t| nodes[0].0.shard_of(t) == nodes[1].0.shard_of(t)));
+    // A subscriber of every topic on n2.
+    let (mut client, mut server) =
+        silverback::testing::pair(Default::default(), Default::default());
+    let tx = server.sender();
+    tokio::spawn(async move { while server.recv().await.is_ok() {} });
+    for t in &topics {
+        nodes[1].1.subscribe(t, &tx, "sub").await.unwrap();
+    }
+    for i in 1..=5 {
+        for t in &topics {
+            let pos = nodes[0]
+                .1
+                .publish(t, Message::text(format!("{t}:{i}")))
+                .await
+                .unwrap();
+            assert_eq!(pos.offset, i);
+        }
+    }
+    let mut got: HashMap<String, Vec<u64>> = HashMap::new();
+    for _ in 0..topics.len() * 5 {
+        let m = timeout(IO_TIMEOUT, client.recv()).await.unwrap().unwrap();
+        let (t, i) = m.as_text().unwrap().split_once(':').unwrap();
+        got.entry(t.to_owned())
+            .or_default()
+            .push(i.parse().unwrap());
+    }
+    for t in &topics {
+        assert_eq!(got[t], [1, 2, 3, 4, 5], "{t}");
+    }
+    // n1 sees n2's subscriber (presence is written every second).
+    let deadline = Instant::now() + SCENARIO;
+    while nodes[0].1.presence_count("t0").await.unwrap() != 1 {
+        assert!(Instant::now() < deadline, "presence never reached n1");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(nodes[1].1.presence_count("t0").await.unwrap(), 1);
+    // Each shard holds the offset counters of its topics only.
+    for (url, r) in urls.iter().zip([&r1, &r2]) {
+        let out = tokio::process::Command::new("redis-cli")
+            .args([
+                "-p",
+                &r.port.to_string(),
+                "--scan",
+                "--pattern",
+                "silverback:o:*",
+            ])
+            .output()
+            .await
+            .expect("redis-cli");
+        let mut keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_start_matches("silverback:o:").to_owned())
+            .collect();
+        keys.sort();
+        let mut want: Vec<String> = topics
+            .iter()
+            .filter(|t| nodes[0].0.shard_of(t) == url)
+            .cloned()
+            .collect();
+        want.sort();
+        assert_eq!(keys, want, "counters on {url}");
+    }
+    let stats = nodes[1].0.stats();
+    assert_eq!((stats.disconnects, stats.resets), (0, 0));
 }

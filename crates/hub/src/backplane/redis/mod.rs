@@ -37,6 +37,14 @@
 //! [`RedisBackplane::state`] says whether the node is connected (for a
 //! readiness check), [`RedisBackplane::stats`] counts reconnects and
 //! caught-up messages.
+//!
+//! # Metrics
+//! With the `metrics` feature, through the [`metrics`](https://docs.rs/metrics)
+//! facade: `silverback_backplane_connected` (gauge, 1 when every shard is
+//! connected), `silverback_backplane_reconnects_total` and
+//! `silverback_backplane_caught_up_total` (counters),
+//! `silverback_backplane_lag_seconds` (histogram: from the publish, by
+//! Redis' clock, to the delivery on this node, by its clock).
 
 mod scripts;
 
@@ -118,8 +126,9 @@ impl RedisBuilder {
         self
     }
 
-    /// How often this node writes its presence (default 5 s); a node that
-    /// stops writing drops out after three intervals.
+    /// How often this node writes its presence (default 1 s: its liveness
+    /// key, and the counts that changed); a node that stops writing drops
+    /// out after three intervals.
     pub fn presence_interval(mut self, every: Duration) -> Self {
         self.presence_interval = every;
         self
@@ -165,6 +174,8 @@ impl RedisBuilder {
                 cmd: OnceLock::new(),
                 topics: Mutex::new(HashMap::new()),
                 sink: Mutex::new(None),
+                written: Mutex::new(HashMap::new()),
+                writes: AtomicU64::new(0),
                 connected: AtomicBool::new(false),
             });
         }
@@ -212,7 +223,7 @@ impl RedisBuilder {
 /// state.wait_for(|s| *s == silverback_hub::backplane::redis::BackplaneState::Connected)
 ///     .await
 ///     .ok();
-/// hub.publish("room", "hello").await?;
+/// hub.publish("room", silverback::Message::text("hello")).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -271,6 +282,10 @@ struct Shard {
     topics: Mutex<HashMap<Arc<str>, Last>>,
     /// The PUB/SUB connection's sink while it is up.
     sink: Mutex<Option<PubSubSink>>,
+    /// The subscriber counts last written to the presence hashes.
+    written: Mutex<HashMap<Arc<str>, usize>>,
+    /// Presence writes since everything was last rewritten.
+    writes: AtomicU64,
     connected: AtomicBool,
 }
 
@@ -342,14 +357,33 @@ fn decode_payload(p: &[u8]) -> Option<Message> {
     }
 }
 
-/// `OFFSET:EPOCH:PAYLOAD` of a channel message.
-fn parse_live(bytes: &[u8]) -> Option<(u64, &str, &[u8])> {
-    let c1 = bytes.iter().position(|b| *b == b':')?;
-    let offset = std::str::from_utf8(&bytes[..c1]).ok()?.parse().ok()?;
-    let rest = &bytes[c1 + 1..];
-    let c2 = rest.iter().position(|b| *b == b':')?;
-    let epoch = std::str::from_utf8(&rest[..c2]).ok()?;
-    Some((offset, epoch, &rest[c2 + 1..]))
+/// A channel message: `OFFSET:EPOCH:MILLIS:PAYLOAD`.
+struct Live<'a> {
+    offset: u64,
+    epoch: &'a str,
+    /// When Redis ran the publish (ms since the Unix epoch, its clock).
+    millis: u64,
+    payload: &'a [u8],
+}
+
+fn parse_live(bytes: &[u8]) -> Option<Live<'_>> {
+    let mut rest = bytes;
+    let mut field = || {
+        let c = rest.iter().position(|b| *b == b':')?;
+        let f = std::str::from_utf8(&rest[..c]).ok()?;
+        rest = &rest[c + 1..];
+        Some(f)
+    };
+    // Offsets start at 1: a 0 is not ours.
+    let offset = field()?.parse().ok().filter(|o| *o > 0)?;
+    let epoch = field()?;
+    let millis = field()?.parse().ok()?;
+    Some(Live {
+        offset,
+        epoch,
+        millis,
+        payload: rest,
+    })
 }
 
 /// A stream entry ID `OFFSET-0`.
@@ -360,6 +394,10 @@ fn entry_offset(id: &str) -> Option<u64> {
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
+
+/// Every this many presence writes, every count is written, changed or
+/// not (a Redis that lost its data gets them back).
+const REWRITE_EVERY: u64 = 30;
 
 /// What the history script answers.
 struct Read {
@@ -380,7 +418,7 @@ impl RedisBackplane {
             node_id: None,
             prefix: "silverback".to_owned(),
             key_ttl: Duration::from_secs(24 * 3600),
-            presence_interval: Duration::from_secs(5),
+            presence_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(2),
             backoff: (Duration::from_millis(50), Duration::from_secs(5)),
         }
@@ -575,6 +613,8 @@ impl Shared {
             self.set_last(shard, topic, Some(&Some(pos)), &r.position);
         }
         self.caught_up.fetch_add(delivered, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("silverback_backplane_caught_up_total").increment(delivered);
         Ok(delivered)
     }
 
@@ -611,10 +651,26 @@ impl Shared {
 
     /// A live message from the channel.
     async fn on_live(&self, shard: &Shard, topic: Arc<str>, bytes: &[u8]) {
-        let Some((offset, epoch, payload)) = parse_live(bytes) else {
+        let Some(Live {
+            offset,
+            epoch,
+            millis,
+            payload,
+        }) = parse_live(bytes)
+        else {
             tracing::debug!(%topic, "redis backplane: malformed channel message");
             return;
         };
+        #[cfg(feature = "metrics")]
+        {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            metrics::histogram!("silverback_backplane_lag_seconds")
+                .record(now.saturating_sub(millis) as f64 / 1000.0);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = millis;
         let Some(m) = decode_payload(payload) else {
             return;
         };
@@ -698,6 +754,8 @@ impl Shared {
         } else {
             BackplaneState::Disconnected
         };
+        #[cfg(feature = "metrics")]
+        metrics::gauge!("silverback_backplane_connected").set(if all { 1.0 } else { 0.0 });
         self.state.send_if_modified(|s| {
             let changed = *s != state;
             *s = state;
@@ -713,14 +771,34 @@ impl Shared {
         half + half.mul_f64(rand::random::<f64>())
     }
 
-    /// Writes this node's presence to a shard: the liveness key and the
-    /// count of every topic it carries.
+    /// Writes this node's presence to a shard: the liveness key, and the
+    /// count of every topic it carries that changed since the last write
+    /// (all of them every [`REWRITE_EVERY`] writes).
     async fn write_presence(&self, shard: &Shard) -> Result<(), HubError> {
         let Some(node) = self.node() else {
             return Ok(());
         };
-        let topics: Vec<Arc<str>> = lock(&shard.topics).keys().cloned().collect();
+        let all = shard
+            .writes
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(REWRITE_EVERY);
+        let topics: Vec<(Arc<str>, usize)> = {
+            let names: Vec<Arc<str>> = lock(&shard.topics).keys().cloned().collect();
+            let mut written = lock(&shard.written);
+            written.retain(|t, _| names.contains(t));
+            names
+                .into_iter()
+                .filter_map(|t| {
+                    let n = node.subscriber_count(&t);
+                    let changed = written.insert(t.clone(), n) != Some(n);
+                    (all || changed).then_some((t, n))
+                })
+                .collect()
+        };
         let ttl = millis(self.presence_interval * 3);
+        // The hashes outlive the liveness keys: a dead node's counts are
+        // skipped (and removed) by the reader once its key is gone.
+        let hash_ttl = millis(self.presence_interval * 3 * REWRITE_EVERY as u32);
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(format!("{}{}", self.live_prefix, self.node_id))
@@ -728,20 +806,25 @@ impl Shared {
             .arg("PX")
             .arg(ttl)
             .ignore();
-        for t in &topics {
+        for (t, n) in &topics {
             let key = self.key("p", t);
             pipe.cmd("HSET")
                 .arg(&key)
                 .arg(&self.node_id)
-                .arg(node.subscriber_count(t))
+                .arg(*n)
                 .ignore();
-            pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(hash_ttl).ignore();
         }
         let mut con = self.cmd(shard)?;
-        match timeout(self.timeout, pipe.query_async::<()>(&mut con)).await {
+        let r = match timeout(self.timeout, pipe.query_async::<()>(&mut con)).await {
             Ok(r) => r.map_err(HubError::backplane),
             Err(_) => Err(HubError::backplane("presence write timed out")),
+        };
+        if r.is_err() {
+            // Write everything again next time.
+            lock(&shard.written).clear();
         }
+        r
     }
 }
 
@@ -759,6 +842,8 @@ async fn run_shard(shared: Weak<Shared>, index: usize, mut stop: watch::Receiver
                 let shard = &sh.shards[index];
                 if let Some(since) = down_since.take() {
                     sh.reconnects.fetch_add(1, Ordering::Relaxed);
+                    #[cfg(feature = "metrics")]
+                    metrics::counter!("silverback_backplane_reconnects_total").increment(1);
                     tracing::info!(
                         shard = %shard.name,
                         after = ?since.elapsed(),
@@ -770,6 +855,8 @@ async fn run_shard(shared: Weak<Shared>, index: usize, mut stop: watch::Receiver
                 }
                 ever = true;
                 attempt = 0;
+                // Redis may have lost the presence counts: write them all.
+                lock(&shard.written).clear();
                 sh.set_connected(shard, true);
                 let ping_every = sh.timeout;
                 drop(sh);
@@ -880,7 +967,7 @@ async fn read_shard(
                 let sink = lock(&sh.shards[index].sink).clone();
                 let Some(mut sink) = sink else { return ReadEnd::Closed };
                 let ok = matches!(
-                    timeout(sh.timeout, sink.ping::<String>()).await,
+                    timeout(sh.timeout, sink.ping::<redis::Value>()).await,
                     Ok(Ok(_))
                 );
                 if !ok {
@@ -1137,13 +1224,18 @@ mod tests {
         ] {
             let p = encode_payload(&m);
             assert_eq!(decode_payload(&p), Some(m.clone()));
-            let mut live = b"42:abcdef0123456789:".to_vec();
+            let mut live = b"42:abcdef0123456789:1700000000123:".to_vec();
             live.extend_from_slice(&p);
-            let (o, e, rest) = parse_live(&live).unwrap();
-            assert_eq!((o, e), (42, "abcdef0123456789"));
-            assert_eq!(decode_payload(rest), Some(m));
+            let l = parse_live(&live).unwrap();
+            assert_eq!(
+                (l.offset, l.epoch, l.millis),
+                (42, "abcdef0123456789", 1700000000123)
+            );
+            assert_eq!(decode_payload(l.payload), Some(m));
         }
-        assert!(parse_live(b"x:y:z").is_none());
+        assert!(parse_live(b"x:y:1:z").is_none());
+        assert!(parse_live(b"1:y:x:z").is_none());
+        assert!(parse_live(b"0:y:1:z").is_none());
         assert!(parse_live(b"12").is_none());
         assert!(decode_payload(b"").is_none());
         assert!(decode_payload(b"t\xff").is_none());

@@ -14,7 +14,8 @@ use redis::Script;
 /// Publish: `KEYS` = counter, epoch, stream; `ARGV` = a fresh epoch (used
 /// if the topic has none), the payload, the stream's max length (0: no
 /// history), the counter's TTL (ms), the stream's TTL (ms), the channel.
-/// Returns `{offset, epoch}`. The `PUBLISH` carries `OFFSET:EPOCH:PAYLOAD`.
+/// Returns `{offset, epoch}`. The `PUBLISH` carries
+/// `OFFSET:EPOCH:MILLIS:PAYLOAD` (`MILLIS`: Redis' clock, for the lag).
 pub(super) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -33,7 +34,9 @@ if maxlen > 0 then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, off .. '-0', 'm', ARGV[2])
   redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[5]))
 end
-redis.call('PUBLISH', ARGV[6], off .. ':' .. epoch .. ':' .. ARGV[2])
+local t = redis.call('TIME')
+local ms = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('PUBLISH', ARGV[6], off .. ':' .. epoch .. ':' .. ms .. ':' .. ARGV[2])
 return {off, epoch}
 "#,
     )
