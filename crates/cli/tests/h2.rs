@@ -165,6 +165,30 @@ async fn h2c_plain_requests_and_http1_on_the_same_port() {
 }
 
 #[tokio::test]
+async fn h2c_pubsub_raw_mode() {
+    // One subscriber of topic t, publishing to it: it gets its own
+    // messages back, through the hub, over its HTTP/2 stream.
+    let server = Server::start(&["--pubsub", "--max-message-size", "100000"]).await;
+    run_client(
+        &server,
+        &[
+            &server.addr.to_string(),
+            "echo",
+            "--streams",
+            "1",
+            "--path",
+            "/ws?topic=t",
+        ],
+    )
+    .await;
+    let opened = wait_for_lines(&server, "open", 1).await;
+    assert_eq!(field(&opened[0], "http"), Some("2"), "{opened:#?}");
+    assert_eq!(field(&opened[0], "mode"), Some("raw"), "{opened:#?}");
+    let closed = wait_for_lines(&server, "closed", 1).await;
+    assert_eq!(field(&closed[0], "code"), Some("1000"), "{closed:#?}");
+}
+
+#[tokio::test]
 async fn h2c_shutdown_closes_every_stream_with_going_away() {
     let mut server = Server::start(&["--shutdown-timeout", "5"]).await;
     let mut client = Running::spawn(h2_client(&[
