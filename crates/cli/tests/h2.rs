@@ -330,10 +330,13 @@ async fn chromium_wss_over_http2() {
     let (tx, mut results) = mpsc::unbounded_channel();
     let responder = tokio::spawn(responder(listener, page, tx));
     // The test CA is not in Chromium's store: certificate errors ignored
-    // (127.0.0.1 only, a throwaway profile).
+    // (127.0.0.1 only, a throwaway profile). Chromium's own record of its
+    // traffic goes to a NetLog file.
+    let netlog = tls.cert.with_file_name("netlog.json");
+    let netlog_arg = format!("--log-net-log={}", netlog.display());
     let run = chromium::run_page(
         &page_url,
-        &["--ignore-certificate-errors"],
+        &["--ignore-certificate-errors", &netlog_arg],
         &mut results,
         BROWSER_TIMEOUT,
     )
@@ -373,4 +376,11 @@ async fn chromium_wss_over_http2() {
         "{context}"
     );
     assert!(is_log_message(&closed[0], "closed"));
+    // Chromium's side: it sent the extended CONNECT on an HTTP/2 session.
+    let netlog = std::fs::read_to_string(&netlog).unwrap_or_default();
+    assert!(
+        netlog.contains("HTTP2_SESSION_SEND_HEADERS") && netlog.contains(":protocol: websocket"),
+        "no extended CONNECT in Chromium's NetLog ({} bytes)",
+        netlog.len()
+    );
 }
