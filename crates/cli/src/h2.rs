@@ -119,8 +119,10 @@ async fn route(
     let plain_connect = req.method() == http::Method::CONNECT
         && req.extensions().get::<hyper::ext::Protocol>().is_none();
     if path != state.path && !plain_connect {
+        // The head is enough: plain routes read no body.
         let upgrade = silverback::is_upgrade_request(&req);
-        let mut resp = plain_response(&state, req.method(), path, upgrade).map(Full::new);
+        let head = http::Request::from_parts(req.into_parts().0, ());
+        let mut resp = plain_response(&state, &head, upgrade).map(Full::new);
         resp.headers_mut().remove(http::header::CONNECTION);
         return resp;
     }

@@ -422,23 +422,22 @@ where
             Err(e) => tracing::info!(%peer, error = %e, "upgrade refused"),
         }
     } else {
-        let (method, upgrade) = (incoming.request().method().clone(), incoming.is_upgrade());
-        let resp = plain_response(state, &method, &req_path, upgrade);
+        let resp = plain_response(state, incoming.request(), incoming.is_upgrade());
         let _ = incoming.respond(resp).await;
     }
     None
 }
 
-/// The answer to a request that is not for the WebSocket path, over
-/// HTTP/1.1 and HTTP/2 alike (`upgrade`: it asks for a WebSocket): the
-/// page on `GET /`, 405 for another method there, 404 elsewhere. Routes
-/// for both HTTP versions go here.
+/// The answer to a request (its head) that is not for the WebSocket path,
+/// over HTTP/1.1 and HTTP/2 alike (`upgrade`: it asks for a WebSocket):
+/// the page on `GET /`, 405 for another method there, 404 elsewhere.
+/// Routes for both HTTP versions go here, before the 404.
 fn plain_response(
     state: &State,
-    method: &http::Method,
-    path: &str,
+    req: &http::Request<()>,
     upgrade: bool,
 ) -> http::Response<bytes::Bytes> {
+    let (method, path) = (req.method(), req.uri().path());
     let builder = http::Response::builder().header("connection", "close");
     let resp = if path == "/" && !upgrade {
         if method != http::Method::GET {
