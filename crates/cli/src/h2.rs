@@ -37,27 +37,28 @@ pub(super) fn alpn(config: Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfi
 }
 
 /// Whether a cleartext connection opens with the HTTP/2 preface (peeked,
-/// not consumed). Anything else (an HTTP/1.1 request, silence past
-/// `limit`, EOF) is left to the HTTP/1.1 path.
-pub(super) async fn is_prior_knowledge(stream: &TcpStream, limit: Duration) -> bool {
+/// not consumed): `Some(true)` for HTTP/2, `Some(false)` for anything else
+/// (an HTTP/1.1 request, left to that path), `None` if the client sent
+/// nothing within `limit` (the handshake timeout) or closed: drop it.
+pub(super) async fn is_prior_knowledge(stream: &TcpStream, limit: Duration) -> Option<bool> {
     let deadline = Instant::now() + limit;
     let mut buf = [0u8; PREFACE.len()];
     loop {
         let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
-            Ok(Ok(n)) => n,
-            _ => return false,
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return None,
         };
-        if n == 0 || !PREFACE.starts_with(&buf[..n]) {
-            return false;
+        if !PREFACE.starts_with(&buf[..n]) {
+            return Some(false);
         }
         if n == PREFACE.len() {
-            return true;
+            return Some(true);
         }
         // Part of the preface (clients send it in one segment, so this is
         // rare): `peek` would return at once with the same bytes, so wait a
         // little for the rest, up to the handshake deadline.
         if Instant::now() >= deadline {
-            return false;
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

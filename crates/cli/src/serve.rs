@@ -251,10 +251,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 match tls.clone() {
                     None => {
                         tokio::spawn(async move {
-                            if h2::is_prior_knowledge(&stream, handshake_timeout).await {
-                                h2::serve_connection(stream, peer, state, slot).await
-                            } else {
-                                handle(stream, peer, &state, slot).await
+                            if let Slot::Full = slot {
+                                return handle(stream, peer, &state, slot).await;
+                            }
+                            match h2::is_prior_knowledge(&stream, handshake_timeout).await {
+                                Some(true) => h2::serve_connection(stream, peer, state, slot).await,
+                                Some(false) => handle(stream, peer, &state, slot).await,
+                                None => tracing::debug!(%peer, "nothing received: closed"),
                             }
                         });
                     }
