@@ -12,6 +12,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{echo, plain_response, Slot, State};
@@ -69,6 +71,46 @@ pub(super) fn negotiated<S>(tls: &tokio_rustls::server::TlsStream<S>) -> bool {
     tls.get_ref().1.alpn_protocol() == Some(b"h2")
 }
 
+/// HTTP/2 connections being served, and who waits for none to be left.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+static NONE_OPEN: Notify = Notify::const_new();
+
+/// Counts one connection in [`OPEN`] while it lives.
+struct Open;
+
+impl Open {
+    fn new() -> Open {
+        OPEN.fetch_add(1, Ordering::AcqRel);
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if OPEN.fetch_sub(1, Ordering::AcqRel) == 1 {
+            NONE_OPEN.notify_waiters();
+        }
+    }
+}
+
+/// After the drain: waits (at most `limit`) for the HTTP/2 connections to
+/// end, so that the last frames of their closed WebSockets (END_STREAM,
+/// the final GOAWAY) are written before the process exits.
+pub(super) async fn connections_ended(limit: Duration) {
+    let _ = tokio::time::timeout(limit, async {
+        loop {
+            let notified = NONE_OPEN.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if OPEN.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    })
+    .await;
+}
+
 /// Serves one HTTP/2 connection until the client ends it (or, once the
 /// server shuts down, until its WebSockets have closed: GOAWAY first, no
 /// new streams).
@@ -82,6 +124,7 @@ where
         tracing::debug!(%peer, "over --max-connections: HTTP/2 connection closed");
         return;
     }
+    let open = Open::new();
     let service = {
         let state = state.clone();
         service_fn(move |req| {
@@ -105,7 +148,7 @@ where
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "HTTP/2 connection ended");
     }
-    drop(slot);
+    drop((slot, open));
 }
 
 /// One request on an HTTP/2 connection: the WebSocket path (and any

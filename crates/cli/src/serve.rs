@@ -288,6 +288,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Stop accepting, then drain.
     drop(listener);
     let report = shutdown.shutdown(shutdown_timeout).await;
+    h2::connections_ended(Duration::from_secs(1)).await;
     tracing::info!("{report}");
     Ok(())
 }
