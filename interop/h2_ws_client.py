@@ -16,7 +16,8 @@ Scenarios (all on ONE HTTP/2 connection):
             streams not yet ended must still echo after each kind of end.
   bad       refusals: CONNECT without :protocol (400), a wrong :protocol
             (501), no Sec-WebSocket-Version (426), DATA on a stream we reset,
-            each leaving a WebSocket opened before them working.
+            DATA on a WebSocket stream closed cleanly, each leaving a
+            WebSocket opened before them working.
   limit     --streams N: opens N+1 WebSockets at once, ignoring the server's
             SETTINGS_MAX_CONCURRENT_STREAMS (N): one is refused (RST_STREAM
             REFUSED_STREAM), the other N echo.
@@ -357,6 +358,13 @@ def scenario_bad(c, args):
     c.echo(good, 0x1, b"after")
     check(c.goaway is None, f"GOAWAY {c.goaway}")
     print("ok: DATA on a reset stream ignored, the other WebSocket still echoes")
+    done = open_all(c, args.path, 1)[0]
+    c.echo(done, 0x2, b"done")
+    c.client_close(done)
+    c.raw_data_frame(done.sid, b"\x81\x80\x00\x00\x00\x00")
+    c.echo(good, 0x1, b"after closed")
+    check(c.goaway is None, f"GOAWAY {c.goaway}")
+    print("ok: DATA on a cleanly closed stream ignored, the other WebSocket still echoes")
     c.client_close(good)
     print("ok: the first WebSocket closes cleanly")
 

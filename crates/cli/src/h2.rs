@@ -12,6 +12,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{echo, plain_response, Slot, State};
@@ -37,27 +39,28 @@ pub(super) fn alpn(config: Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfi
 }
 
 /// Whether a cleartext connection opens with the HTTP/2 preface (peeked,
-/// not consumed). Anything else (an HTTP/1.1 request, silence past
-/// `limit`, EOF) is left to the HTTP/1.1 path.
-pub(super) async fn is_prior_knowledge(stream: &TcpStream, limit: Duration) -> bool {
+/// not consumed): `Some(true)` for HTTP/2, `Some(false)` for anything else
+/// (an HTTP/1.1 request, left to that path), `None` if the client sent
+/// nothing within `limit` (the handshake timeout) or closed: drop it.
+pub(super) async fn is_prior_knowledge(stream: &TcpStream, limit: Duration) -> Option<bool> {
     let deadline = Instant::now() + limit;
     let mut buf = [0u8; PREFACE.len()];
     loop {
         let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
-            Ok(Ok(n)) => n,
-            _ => return false,
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return None,
         };
-        if n == 0 || !PREFACE.starts_with(&buf[..n]) {
-            return false;
+        if !PREFACE.starts_with(&buf[..n]) {
+            return Some(false);
         }
         if n == PREFACE.len() {
-            return true;
+            return Some(true);
         }
         // Part of the preface (clients send it in one segment, so this is
         // rare): `peek` would return at once with the same bytes, so wait a
         // little for the rest, up to the handshake deadline.
         if Instant::now() >= deadline {
-            return false;
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -66,6 +69,46 @@ pub(super) async fn is_prior_knowledge(stream: &TcpStream, limit: Duration) -> b
 /// Whether TLS chose HTTP/2 by ALPN.
 pub(super) fn negotiated<S>(tls: &tokio_rustls::server::TlsStream<S>) -> bool {
     tls.get_ref().1.alpn_protocol() == Some(b"h2")
+}
+
+/// HTTP/2 connections being served, and who waits for none to be left.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+static NONE_OPEN: Notify = Notify::const_new();
+
+/// Counts one connection in [`OPEN`] while it lives.
+struct Open;
+
+impl Open {
+    fn new() -> Open {
+        OPEN.fetch_add(1, Ordering::AcqRel);
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if OPEN.fetch_sub(1, Ordering::AcqRel) == 1 {
+            NONE_OPEN.notify_waiters();
+        }
+    }
+}
+
+/// After the drain: waits (at most `limit`) for the HTTP/2 connections to
+/// end, so that the last frames of their closed WebSockets (END_STREAM,
+/// the final GOAWAY) are written before the process exits.
+pub(super) async fn connections_ended(limit: Duration) {
+    let _ = tokio::time::timeout(limit, async {
+        loop {
+            let notified = NONE_OPEN.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if OPEN.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    })
+    .await;
 }
 
 /// Serves one HTTP/2 connection until the client ends it (or, once the
@@ -81,6 +124,7 @@ where
         tracing::debug!(%peer, "over --max-connections: HTTP/2 connection closed");
         return;
     }
+    let open = Open::new();
     let service = {
         let state = state.clone();
         service_fn(move |req| {
@@ -104,7 +148,7 @@ where
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "HTTP/2 connection ended");
     }
-    drop(slot);
+    drop((slot, open));
 }
 
 /// One request on an HTTP/2 connection: the WebSocket path (and any
@@ -119,8 +163,10 @@ async fn route(
     let plain_connect = req.method() == http::Method::CONNECT
         && req.extensions().get::<hyper::ext::Protocol>().is_none();
     if path != state.path && !plain_connect {
+        // The head is enough: plain routes read no body.
         let upgrade = silverback::is_upgrade_request(&req);
-        let mut resp = plain_response(&state, req.method(), path, upgrade).map(Full::new);
+        let head = http::Request::from_parts(req.into_parts().0, ());
+        let mut resp = plain_response(&state, &head, upgrade).map(Full::new);
         resp.headers_mut().remove(http::header::CONNECTION);
         return resp;
     }

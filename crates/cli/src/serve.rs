@@ -272,10 +272,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 match tls.clone() {
                     None => {
                         tokio::spawn(async move {
-                            if h2::is_prior_knowledge(&stream, handshake_timeout).await {
-                                h2::serve_connection(stream, peer, state, slot).await
-                            } else {
-                                handle(stream, peer, &state, slot).await
+                            if let Slot::Full = slot {
+                                return handle(stream, peer, &state, slot).await;
+                            }
+                            match h2::is_prior_knowledge(&stream, handshake_timeout).await {
+                                Some(true) => h2::serve_connection(stream, peer, state, slot).await,
+                                Some(false) => handle(stream, peer, &state, slot).await,
+                                None => tracing::debug!(%peer, "nothing received: closed"),
                             }
                         });
                     }
@@ -316,6 +319,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         () = state.health.serve_draining(&listener, &state.upgrader, tls.clone()) => unreachable!(),
     };
     drop(listener);
+    h2::connections_ended(Duration::from_secs(1)).await;
     tracing::info!("{report}");
     Ok(())
 }
@@ -455,24 +459,23 @@ where
             Err(e) => tracing::info!(%peer, error = %e, "upgrade refused"),
         }
     } else {
-        let (method, upgrade) = (incoming.request().method().clone(), incoming.is_upgrade());
-        let resp = plain_response(state, &method, &req_path, upgrade);
+        let resp = plain_response(state, incoming.request(), incoming.is_upgrade());
         let _ = incoming.respond(resp).await;
     }
     None
 }
 
-/// The answer to a request that is not for the WebSocket path, over
-/// HTTP/1.1 and HTTP/2 alike (`upgrade`: it asks for a WebSocket): the
-/// health endpoints, `/metrics` and `/stats`, the page on `GET /`, 405 for
-/// another method there, 404 elsewhere. Routes
-/// for both HTTP versions go here.
+/// The answer to a request (its head) that is not for the WebSocket path,
+/// over HTTP/1.1 and HTTP/2 alike (`upgrade`: it asks for a WebSocket):
+/// the health endpoints, `/metrics` and `/stats`, the page on `GET /`, 405
+/// for another method there, 404 elsewhere. Routes for both HTTP versions
+/// go here, before the 404.
 fn plain_response(
     state: &State,
-    method: &http::Method,
-    path: &str,
+    req: &http::Request<()>,
     upgrade: bool,
 ) -> http::Response<bytes::Bytes> {
+    let (method, path) = (req.method(), req.uri().path());
     if !upgrade {
         if let Some(resp) = state
             .health

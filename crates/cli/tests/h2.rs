@@ -2,12 +2,14 @@
 //! `silverback serve` over HTTP/2 on its one port: prior-knowledge h2c
 //! driven by an independent client, Python's `h2` package speaking RFC 8441
 //! extended CONNECT by hand (`interop/h2_ws_client.py`), and headless
-//! Chromium opening `wss://` over ALPN h2. The peers come from
+//! Chromium opening `wss://` over ALPN h2, to `serve` and to an axum
+//! Router upgrading with `silverback::axum::WebSocketUpgrade`. The peers come from
 //! `scripts/install-peers.sh`; a missing one fails the test.
 
 mod common;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::chromium::{self, read_request};
@@ -165,6 +167,30 @@ async fn h2c_plain_requests_and_http1_on_the_same_port() {
 }
 
 #[tokio::test]
+async fn h2c_pubsub_raw_mode() {
+    // One subscriber of topic t, publishing to it: it gets its own
+    // messages back, through the hub, over its HTTP/2 stream.
+    let server = Server::start(&["--pubsub", "--max-message-size", "100000"]).await;
+    run_client(
+        &server,
+        &[
+            &server.addr.to_string(),
+            "echo",
+            "--streams",
+            "1",
+            "--path",
+            "/ws?topic=t",
+        ],
+    )
+    .await;
+    let opened = wait_for_lines(&server, "open", 1).await;
+    assert_eq!(field(&opened[0], "http"), Some("2"), "{opened:#?}");
+    assert_eq!(field(&opened[0], "mode"), Some("raw"), "{opened:#?}");
+    let closed = wait_for_lines(&server, "closed", 1).await;
+    assert_eq!(field(&closed[0], "code"), Some("1000"), "{closed:#?}");
+}
+
+#[tokio::test]
 async fn h2c_shutdown_closes_every_stream_with_going_away() {
     let mut server = Server::start(&["--shutdown-timeout", "5"]).await;
     let mut client = Running::spawn(h2_client(&[
@@ -298,30 +324,11 @@ async fn chromium_wss_over_http2() {
     let cert = tls.cert.to_str().unwrap();
     let key = tls.key.to_str().unwrap();
     let server = Server::start(&["--any-origin", "--tls-cert", cert, "--tls-key", key]).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let page_url = format!("http://{}/", listener.local_addr().unwrap());
-    let page = PAGE
-        .replace("__HTTPS_BASE__", &format!("https://{}", server.addr))
-        .replace("__WSS_URL__", &server.ws_url);
-    let (tx, mut results) = mpsc::unbounded_channel();
-    let responder = tokio::spawn(responder(listener, page, tx));
-    // The test CA is not in Chromium's store: certificate errors ignored
-    // (127.0.0.1 only, a throwaway profile).
-    let run = chromium::run_page(
-        &page_url,
-        &["--ignore-certificate-errors"],
-        &mut results,
-        BROWSER_TIMEOUT,
-    )
-    .await;
-    responder.abort();
-    let report = run.report.unwrap_or_else(|| {
-        panic!(
-            "no report from the page within {BROWSER_TIMEOUT:?}\n--- chromium stderr ---\n{}\n--- server log ---\n{}",
-            run.stderr,
-            server.log()
-        )
-    });
+    let (report, netlog) =
+        chromium_run(&format!("https://{}", server.addr), &server.ws_url, &|| {
+            format!("--- server log ---\n{}", server.log())
+        })
+        .await;
     let context = format!(
         "page report:\n{report}\n--- server log ---\n{}",
         server.log()
@@ -349,4 +356,152 @@ async fn chromium_wss_over_http2() {
         "{context}"
     );
     assert!(is_log_message(&closed[0], "closed"));
+    // Chromium's side: it sent the extended CONNECT on an HTTP/2 session.
+    assert!(
+        netlog.contains("HTTP2_SESSION_SEND_HEADERS") && netlog.contains(":protocol: websocket"),
+        "no extended CONNECT in Chromium's NetLog ({} bytes)",
+        netlog.len()
+    );
+}
+
+/// Loads the page in Chromium (certificate errors ignored); gives its
+/// report and what Chromium's NetLog holds.
+async fn chromium_run(
+    https_base: &str,
+    wss_url: &str,
+    context: &dyn Fn() -> String,
+) -> (String, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_url = format!("http://{}/", listener.local_addr().unwrap());
+    let page = PAGE
+        .replace("__HTTPS_BASE__", https_base)
+        .replace("__WSS_URL__", wss_url);
+    let (tx, mut results) = mpsc::unbounded_channel();
+    let responder = tokio::spawn(responder(listener, page, tx));
+    let dir = common::client_side::TempDir::new("netlog");
+    let netlog = dir.0.join("netlog.json");
+    let netlog_arg = format!("--log-net-log={}", netlog.display());
+    let run = chromium::run_page(
+        &page_url,
+        &["--ignore-certificate-errors", &netlog_arg],
+        &mut results,
+        BROWSER_TIMEOUT,
+    )
+    .await;
+    responder.abort();
+    let report = run.report.unwrap_or_else(|| {
+        panic!(
+            "no report from the page within {BROWSER_TIMEOUT:?}\n--- chromium stderr ---\n{}\n{}",
+            run.stderr,
+            context()
+        )
+    });
+    (report, std::fs::read_to_string(&netlog).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn chromium_wss_over_http2_to_an_axum_router() {
+    use axum::routing::{any, get};
+    use axum::{Extension, Router};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    use silverback::axum::WebSocketUpgrade;
+
+    chromium::require();
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let app = Router::new()
+        .route("/", get(|| async { "page" }))
+        .route(
+            "/ws",
+            any(move |upgrade: WebSocketUpgrade| {
+                let tx = tx.clone();
+                async move {
+                    upgrade.on_upgrade(move |mut ws| async move {
+                        let end = loop {
+                            match ws.recv().await {
+                                Ok(msg) => {
+                                    if ws.send(msg).await.is_err() {
+                                        break ws.end();
+                                    }
+                                }
+                                Err(_) => break ws.end(),
+                            }
+                        };
+                        let _ = tx.send((ws.http_version(), ws.compression().is_some(), end));
+                    })
+                }
+            }),
+        )
+        .layer(Extension(
+            silverback::Upgrader::new()
+                .check_origin(|_| true)
+                .compression(silverback::DeflateConfig::default()),
+        ));
+    // axum::serve has no TLS: the Router as a hyper service, behind rustls
+    // with ALPN h2, on hyper-util's HTTP/1.1 + HTTP/2 server with extended
+    // CONNECT on.
+    let tls = TlsFiles::generate();
+    let mut config = Arc::unwrap_or_clone(
+        silverback::tls::server_config_from_pem_files(&tls.cert, &tls.key).unwrap(),
+    );
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = silverback::tls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder.http2().enable_connect_protocol();
+                let _ = builder
+                    .serve_connection_with_upgrades(
+                        TokioIo::new(tls),
+                        TowerToHyperService::new(app),
+                    )
+                    .await;
+            });
+        }
+    });
+    let (report, netlog) = chromium_run(
+        &format!("https://{addr}"),
+        &format!("wss://{addr}/ws"),
+        &|| String::new(),
+    )
+    .await;
+    server.abort();
+    assert!(!report.contains("FAIL"), "{report}");
+    for line in [
+        "ok: page fetched",
+        "ok: echo of 7 sizes, text and binary",
+        "close: code=1000 clean=true",
+        "done",
+    ] {
+        assert!(
+            report.lines().any(|l| l == line),
+            "missing {line:?}: {report}"
+        );
+    }
+    let (version, compressed, end) = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(version, silverback::http::Version::HTTP_2, "{report}");
+    assert!(compressed, "no permessage-deflate");
+    let end = end.expect("ended");
+    assert!(
+        end.is_clean() && end.close_code() == silverback::CloseCode::Normal,
+        "{end:?}"
+    );
+    assert!(
+        netlog.contains(":protocol: websocket"),
+        "no extended CONNECT in Chromium's NetLog"
+    );
 }

@@ -1,6 +1,7 @@
 //! `silverback::axum::WebSocketUpgrade` in a real `axum::Router` served by
-//! `axum::serve`, driven by our `Dialer` over HTTP/1.1: the upgrader's
-//! settings, refusals, shutdown. The interop runs (Python `websockets` on
+//! `axum::serve`, driven by our `Dialer` over HTTP/1.1 (the upgrader's
+//! settings, refusals, shutdown) and by hyper's HTTP/2 client sending
+//! extended CONNECTs by hand (many WebSockets on one connection). The interop runs (Python `websockets` on
 //! HTTP/1.1, Python `h2` speaking RFC 8441 on HTTP/2) are in the CLI's
 //! tests (`crates/cli/tests/axum_interop.rs`), with the other peers.
 #![cfg(feature = "axum")]
@@ -160,4 +161,98 @@ async fn axum_shutdown_extension_closes_with_going_away() {
     assert_eq!(err.close_code(), Some(CloseCode::GoingAway), "{err}");
     let s = within(seen.recv()).await.unwrap();
     assert_eq!(s.end.unwrap().close_code(), CloseCode::GoingAway);
+}
+
+/// Opens a WebSocket on `conn` with an extended CONNECT (RFC 8441) made
+/// by hand with hyper's HTTP/2 client; gives the response head and the
+/// client side of the WebSocket.
+async fn h2_open(
+    conn: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    addr: std::net::SocketAddr,
+    extra: &[(&str, &str)],
+) -> (
+    silverback::http::response::Parts,
+    Option<silverback::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>>,
+) {
+    let mut req = silverback::http::Request::connect(format!("http://{addr}/ws"))
+        .header("sec-websocket-version", "13");
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let mut req = req.body(http_body_util::Empty::new()).unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let resp = within(conn.send_request(req)).await.unwrap();
+    let ok = resp.status() == 200;
+    let (parts, body) = resp.into_parts();
+    if !ok {
+        return (parts, None);
+    }
+    let resp = silverback::http::Response::from_parts(parts.clone(), body);
+    let upgraded = within(hyper::upgrade::on(resp)).await.unwrap();
+    let ws = silverback::WebSocket::from_raw_socket(
+        hyper_util::rt::TokioIo::new(upgraded),
+        silverback::Role::Client,
+        silverback::Config::default(),
+        &[],
+    );
+    (parts, Some(ws))
+}
+
+#[tokio::test]
+async fn axum_http2_many_websockets_on_one_connection_with_hypers_client() {
+    let (addr, mut seen) = spawn_app(Upgrader::new().subprotocols(["chat"]), Shutdown::new()).await;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut conn, driver) = within(hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    ))
+    .await
+    .unwrap();
+    tokio::spawn(driver);
+
+    // Refusals first, on the same connection: cross-origin, no version.
+    let (head, ws) = h2_open(&mut conn, addr, &[("origin", "http://evil.example")]).await;
+    assert_eq!(head.status, 403);
+    assert!(ws.is_none());
+    assert!(head.headers.get("connection").is_none());
+
+    let mut sockets = Vec::new();
+    for _ in 0..10 {
+        let (head, ws) = h2_open(&mut conn, addr, &[("sec-websocket-protocol", "chat")]).await;
+        assert_eq!(head.status, 200);
+        assert_eq!(head.headers["sec-websocket-protocol"], "chat");
+        assert!(head.headers.get("sec-websocket-accept").is_none());
+        assert!(head.headers.get("content-length").is_none());
+        sockets.push(ws.unwrap());
+    }
+    // Interleaved: everything sent on every stream before anything is read.
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        within(ws.send(Message::text(format!("hello {i}"))))
+            .await
+            .unwrap();
+        within(ws.send(Message::binary(vec![i as u8; 100_000])))
+            .await
+            .unwrap();
+    }
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        assert_eq!(
+            within(ws.recv()).await.unwrap(),
+            Message::text(format!("hello {i}"))
+        );
+        assert_eq!(
+            within(ws.recv()).await.unwrap(),
+            Message::binary(vec![i as u8; 100_000])
+        );
+    }
+    for ws in &mut sockets {
+        within(ws.close(CloseCode::Normal, "done")).await.unwrap();
+    }
+    for _ in 0..10 {
+        let s = within(seen.recv()).await.unwrap();
+        assert_eq!(s.version, Version::HTTP_2);
+        assert_eq!(s.protocol.as_deref(), Some("chat"));
+        let end = s.end.expect("ended");
+        assert!(end.is_clean(), "{end:?}");
+    }
 }
