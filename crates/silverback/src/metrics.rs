@@ -24,10 +24,10 @@
 //! | `silverback_bytes_sent_total` | counter | role, kind | wire bytes of the data messages sent |
 //! | `silverback_payload_bytes_received_total` | counter | role, kind | payload bytes of the data messages received, uncompressed (equal to the wire bytes less the headers without permessage-deflate) |
 //! | `silverback_payload_bytes_sent_total` | counter | role, kind | payload bytes of the data messages sent, before compression |
-//! | `silverback_closes_total` | counter | role, code, initiator | connections ended, by close code ([`End::close_code`]: 1006 for an abnormal end) and `initiator` `local`, `remote` or `abnormal` (nobody closed: the transport broke, a close timeout gave up, or the connection was dropped) |
+//! | `silverback_closes_total` | counter | role, code, initiator | connections ended, by close code ([`End::close_code`](crate::End::close_code): 1006 for an abnormal end) and `initiator` `local`, `remote` or `abnormal` (nobody closed: the transport broke, a close timeout gave up, or the connection was dropped) |
 //! | `silverback_ping_rtt_seconds` | histogram | role | round-trip time of each answered Ping (keepalive ones included); buckets [`PING_RTT_BUCKETS`] |
 //! | `silverback_write_queue_bytes` | histogram | role | the largest write backlog (unwritten output plus [`WsSender`](crate::WsSender) queue) of each episode of backpressure (a write that could not complete at once), observed when it drained or the connection ended; buckets [`WRITE_QUEUE_BUCKETS`] |
-//! | `silverback_compression_ratio` | histogram | role | for each connection that negotiated permessage-deflate, at its end: payload bytes / wire bytes of its data messages, both ways (2.0: half the size on the wire); buckets [`COMPRESSION_RATIO_BUCKETS`] |
+//! | `silverback_compression_ratio` | histogram | role | for each connection that negotiated permessage-deflate, at its end: [`Stats::compression_ratio`](crate::Stats::compression_ratio), payload bytes of its data messages / all bytes on the wire after the handshake, both ways (2.0: half the size on the wire); buckets [`COMPRESSION_RATIO_BUCKETS`] |
 //!
 //! Wire bytes count only data frames; control frames and the opening
 //! handshake are in [`Stats::bytes_in`](crate::Stats::bytes_in) and
