@@ -39,7 +39,9 @@
 //! close the connection (the default, [`DEFAULT_OVERFLOW`]: 1013 "slow
 //! consumer", so the client reconnects and recovers from history). A
 //! subscriber that never reads costs at most its queue's limits and slows
-//! nobody else. Every drop is counted: [`Hub::stats`], [`Hub::topic_stats`].
+//! nobody else. Every drop is counted: [`Hub::stats`], [`Hub::topic_stats`],
+//! and with feature `metrics`, process-wide through the `metrics` facade
+//! (`silverback_hub_*`, see the `metrics` module).
 //!
 //! A connection's subscriptions end with [`Hub::unsubscribe_all`] (call it
 //! when the connection ends) or lazily, when a publication finds its

@@ -114,6 +114,15 @@
 //! comes back as a `JsonError` with its text, and the connection stays
 //! usable.
 //!
+//! ## Metrics
+//! With feature `metrics`, every connection records what it sees through
+//! the [`metrics`](https://docs.rs/metrics) facade (connections, messages
+//! and bytes each way, closes by code and initiator, ping round trips,
+//! write backlogs, compression): see the `metrics` module for the names,
+//! and install a recorder before the first connection. Without it, nothing
+//! is recorded and nothing is compiled in. [`WebSocket::stats`] is the
+//! same view of one connection, always available.
+//!
 //! ## Buffers and limits
 //! Messages are limited to 64 MiB and frames to 16 MiB by default
 //! ([`Config::max_message_size`], [`Config::max_frame_size`]); a larger one

@@ -24,10 +24,10 @@
 //! | `silverback_bytes_sent_total` | counter | role, kind | wire bytes of the data messages sent |
 //! | `silverback_payload_bytes_received_total` | counter | role, kind | payload bytes of the data messages received, uncompressed (equal to the wire bytes less the headers without permessage-deflate) |
 //! | `silverback_payload_bytes_sent_total` | counter | role, kind | payload bytes of the data messages sent, before compression |
-//! | `silverback_closes_total` | counter | role, code, initiator | connections ended, by close code ([`End::close_code`]: 1006 for an abnormal end) and `initiator` `local`, `remote` or `abnormal` (nobody closed: the transport broke, a close timeout gave up, or the connection was dropped) |
+//! | `silverback_closes_total` | counter | role, code, initiator | connections ended, by close code ([`End::close_code`](crate::End::close_code): 1006 for an abnormal end) and `initiator` `local`, `remote` or `abnormal` (nobody closed: the transport broke, a close timeout gave up, or the connection was dropped) |
 //! | `silverback_ping_rtt_seconds` | histogram | role | round-trip time of each answered Ping (keepalive ones included); buckets [`PING_RTT_BUCKETS`] |
 //! | `silverback_write_queue_bytes` | histogram | role | the largest write backlog (unwritten output plus [`WsSender`](crate::WsSender) queue) of each episode of backpressure (a write that could not complete at once), observed when it drained or the connection ended; buckets [`WRITE_QUEUE_BUCKETS`] |
-//! | `silverback_compression_ratio` | histogram | role | for each connection that negotiated permessage-deflate, at its end: payload bytes / wire bytes of its data messages, both ways (2.0: half the size on the wire); buckets [`COMPRESSION_RATIO_BUCKETS`] |
+//! | `silverback_compression_ratio` | histogram | role | for each connection that negotiated permessage-deflate, at its end: [`Stats::compression_ratio`](crate::Stats::compression_ratio), payload bytes of its data messages / all bytes on the wire after the handshake, both ways (2.0: half the size on the wire); buckets [`COMPRESSION_RATIO_BUCKETS`] |
 //!
 //! Wire bytes count only data frames; control frames and the opening
 //! handshake are in [`Stats::bytes_in`](crate::Stats::bytes_in) and
@@ -159,13 +159,16 @@ mod imp {
 
     /// One connection's share: counts not yet added to the shared
     /// counters, and what its end records.
+    ///
+    /// Counts are `u32` (an idle connection holds this too): one that
+    /// would overflow goes to the shared counter at once.
     #[derive(Debug)]
     pub(crate) struct ConnMetrics {
-        pending: [[u64; 2]; SLOTS],
+        pending: [[u32; 2]; SLOTS],
         /// Input bytes consumed by the core up to the last event.
         consumed: u64,
         /// The largest backlog of the current episode of backpressure.
-        backlog: usize,
+        backlog: u32,
         role: u8,
         ended: bool,
     }
@@ -196,15 +199,29 @@ mod imp {
             self.consumed = consumed;
             if let Some(kind) = kind {
                 let k = kind_index(kind);
-                self.pending[WIRE_IN][k] += wire;
-                self.pending[MSGS_IN][k] += messages;
+                self.add(WIRE_IN, k, wire);
+                self.add(MSGS_IN, k, messages);
+            }
+        }
+
+        /// Adds `n` to a pending count, or to the shared counter if the
+        /// sum would not fit.
+        #[inline]
+        fn add(&mut self, slot: usize, k: usize, n: u64) {
+            let p = &mut self.pending[slot][k];
+            match u32::try_from(n).ok().and_then(|n| p.checked_add(n)) {
+                Some(sum) => *p = sum,
+                None => {
+                    let sum = u64::from(std::mem::take(p)) + n;
+                    handles(self.role as usize).counters[slot][k].increment(sum);
+                }
             }
         }
 
         /// Payload bytes of a received message, decoded.
         #[inline]
         pub(crate) fn received_payload(&mut self, kind: MessageKind, len: usize) {
-            self.pending[PAYLOAD_IN][kind_index(kind)] += len as u64;
+            self.add(PAYLOAD_IN, kind_index(kind), len as u64);
         }
 
         /// A data message (`messages`: 1, or 0 for a fragment that does not
@@ -218,9 +235,9 @@ mod imp {
             wire: usize,
         ) {
             let k = kind_index(kind);
-            self.pending[MSGS_OUT][k] += messages;
-            self.pending[PAYLOAD_OUT][k] += payload as u64;
-            self.pending[WIRE_OUT][k] += wire as u64;
+            self.add(MSGS_OUT, k, messages);
+            self.add(PAYLOAD_OUT, k, payload as u64);
+            self.add(WIRE_OUT, k, wire as u64);
         }
 
         /// Adds the pending counts to the shared counters.
@@ -229,7 +246,7 @@ mod imp {
             for (slot, counts) in self.pending.iter_mut().enumerate() {
                 for (k, n) in counts.iter_mut().enumerate() {
                     if *n > 0 {
-                        h.counters[slot][k].increment(std::mem::take(n));
+                        h.counters[slot][k].increment(u64::from(std::mem::take(n)));
                     }
                 }
             }
@@ -243,6 +260,7 @@ mod imp {
         /// A write could not complete: `backlog` bytes wait.
         #[inline]
         pub(crate) fn blocked(&mut self, backlog: usize) {
+            let backlog = u32::try_from(backlog).unwrap_or(u32::MAX);
             self.backlog = self.backlog.max(backlog);
         }
 
@@ -251,7 +269,7 @@ mod imp {
         pub(crate) fn drained(&mut self) {
             if self.backlog > 0 {
                 let peak = std::mem::take(&mut self.backlog);
-                handles(self.role as usize).backlog.record(peak as f64);
+                handles(self.role as usize).backlog.record(f64::from(peak));
             }
         }
 

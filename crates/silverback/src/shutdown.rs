@@ -278,24 +278,26 @@ impl Drop for ShutdownGuard {
 /// from a handler.
 ///
 /// ```
-/// use silverback::{testing, Config, Message};
+/// use silverback::{testing, CloseCode, Config, Message};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), silverback::Error> {
 /// let (mut client, mut server) = testing::pair(Config::default(), Config::default());
+/// let server = tokio::spawn(async move {
+///     server.recv().await?; // "hello"
+///     server.recv().await // answers the Ping, then the Close
+/// });
 /// client.send(Message::text("hello")).await?;
-/// server.recv().await?;
 /// let pong = client.ping(b"rtt").await?;
-/// tokio::select! {
-///     rtt = pong => { rtt?; }
-///     _ = async { (server.recv().await, client.recv().await) } => unreachable!(),
-/// }
+/// client.close(CloseCode::Normal, "").await?; // reads the Pong, then the Close
+/// pong.await?;
 /// let stats = client.stats();
 /// assert_eq!((stats.messages_out, stats.payload_out), (1, 5));
 /// assert!(stats.last_rtt.is_some()); // the Pong came back
 /// assert_eq!(stats.buffered, 0); // all written
 /// assert_eq!(stats.dropped, 0);
 /// assert!(stats.compression_ratio().is_none()); // not negotiated
+/// assert!(server.await.unwrap().unwrap_err().is_closed());
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

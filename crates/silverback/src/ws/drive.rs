@@ -377,7 +377,11 @@ where
             queue.close();
         }
         let end = self.conn.end();
-        let ratio = self.stats().compression_ratio();
+        let ratio = if self.deflate.is_some() {
+            self.stats().compression_ratio()
+        } else {
+            None
+        };
         self.metrics.ended(end.as_ref(), ratio);
         if let Some(guard) = self.shutdown.as_ref() {
             guard.record(end.as_ref().is_some_and(End::is_clean));
