@@ -5,8 +5,9 @@
 //! size and both kinds with and without permessage-deflate; 100 WebSockets
 //! over one pooled connection closed in every way (client close, server
 //! close, the server dropping its stream, the whole connection dropped)
-//! and the pool redialing; per-stream flow control (a stalled socket does
-//! not starve the others); falling back to HTTP/1.1 (or failing under
+//! and the pool redialing; an explicit `RST_STREAM` from a server written
+//! with the h2 crate; per-stream flow control (stalled sockets do not
+//! starve the others); falling back to HTTP/1.1 (or failing under
 //! `Require`) against servers without HTTP/2 or without extended CONNECT.
 #![cfg(feature = "http2")]
 #![allow(missing_docs)]
@@ -752,4 +753,64 @@ fn the_client_websocket_stays_small() {
         std::mem::size_of::<ClientStream>()
     );
     let _: HeaderValue = HeaderValue::from_static("x");
+}
+
+/// A server written with the h2 crate directly, to reset one stream
+/// (`RST_STREAM` CANCEL) while another lives on, and to see the request
+/// exactly as it arrives: `:method CONNECT`, `:protocol websocket`,
+/// `:scheme http`, `:path`.
+#[tokio::test]
+async fn a_stream_reset_ends_its_websocket_only() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, mut streams) = mpsc::unbounded_channel();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut conn = h2::server::Builder::new()
+            .enable_connect_protocol()
+            .handshake::<_, Bytes>(tcp)
+            .await
+            .unwrap();
+        while let Some(Ok(stream)) = conn.accept().await {
+            let _ = tx.send(stream);
+        }
+    });
+    let dialer = h2c(Http2::Require).http2_pool(H2Pool::new());
+    let open = |path: &'static str| {
+        let dialer = dialer.clone();
+        tokio::spawn(async move {
+            dialer
+                .connect(&format!("ws://127.0.0.1:{}{path}", addr.port()))
+                .await
+        })
+    };
+    let mut opened = Vec::new();
+    for path in ["/a", "/b"] {
+        let ws = open(path);
+        let (req, mut respond) = within(streams.recv()).await.unwrap();
+        assert_eq!(req.method(), Method::CONNECT);
+        assert_eq!(
+            req.extensions()
+                .get::<h2::ext::Protocol>()
+                .map(|p| p.as_str()),
+            Some("websocket")
+        );
+        assert_eq!(req.uri().scheme_str(), Some("http"));
+        assert_eq!(req.uri().path(), path);
+        assert_eq!(req.headers()["sec-websocket-version"], "13");
+        let send = respond.send_response(Response::new(()), false).unwrap();
+        let (ws, _) = within(ws).await.unwrap().unwrap();
+        opened.push((ws, send));
+    }
+    let (mut b, mut b_send) = opened.pop().unwrap();
+    let (mut a, mut a_send) = opened.pop().unwrap();
+    a_send.send_reset(h2::Reason::CANCEL);
+    let err = within(a.recv()).await.unwrap_err();
+    assert_eq!(err.close_code(), Some(CloseCode::Abnormal), "{err}");
+    // The other stream carries on: an unmasked text frame "hi".
+    b_send
+        .send_data(Bytes::from_static(&[0x81, 0x02, b'h', b'i']), false)
+        .unwrap();
+    assert_eq!(within(b.recv()).await.unwrap(), Message::text("hi"));
+    server.abort();
 }
