@@ -2,7 +2,7 @@
 //! `silverback connect --http2`: over HTTP/2 (h2c) against a hyper HTTP/2
 //! server with extended CONNECT written here; `--http2` (prefer) falling
 //! back to HTTP/1.1 and `--http2=require` failing against a library
-//! HTTP/1.1 server.
+//! HTTP/1.1 server; `silverback bench --http2` against the HTTP/2 server.
 
 mod common;
 
@@ -157,5 +157,42 @@ async fn bare_http2_prefers_and_falls_back_to_http1() {
         "{}",
         ran.output()
     );
+    server.abort();
+}
+
+/// `silverback bench --http2`: the connect and echo modes open their
+/// WebSockets over one HTTP/2 connection and report it (`transport`).
+#[tokio::test]
+async fn bench_http2_modes_run_over_h2() {
+    let (url, mut seen, server) = h2c_echo_server().await;
+    for mode in ["connect", "echo"] {
+        let out = tokio::time::timeout(
+            common::IO_TIMEOUT,
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_silverback"))
+                .args(["bench", "--http2", "--json", "--mode", mode, "--conns", "2"])
+                .args(["--warmup", "0.1", "--duration", "0.5", "--url", &url])
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("bench finished")
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{mode}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(report["transport"], "h2", "{report}");
+        assert_eq!(report["errors"], 0, "{report}");
+        let done = if mode == "connect" {
+            "handshakes"
+        } else {
+            "messages"
+        };
+        assert!(report[done].as_u64().unwrap() > 0, "{report}");
+    }
+    assert_eq!(seen.recv().await, Some(Version::HTTP_2));
     server.abort();
 }
