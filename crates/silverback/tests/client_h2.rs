@@ -32,7 +32,7 @@ use silverback::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 type Ws = WebSocket<ClientStream>;
@@ -65,7 +65,7 @@ struct Server {
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
     seen: mpsc::UnboundedReceiver<Seen>,
     /// Bytes the `/blast` handlers have sent so far, all together.
-    blasted: Arc<AtomicUsize>,
+    blasted: watch::Receiver<usize>,
     task: JoinHandle<()>,
 }
 
@@ -90,12 +90,12 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let conns = Arc::new(Mutex::new(Vec::new()));
-        let blasted = Arc::new(AtomicUsize::new(0));
+        let (blast_tx, blasted) = watch::channel(0);
         let (tx, seen) = mpsc::unbounded_channel();
         let ctx = Ctx {
             upgrader,
             seen: tx,
-            blasted: blasted.clone(),
+            blasted: Arc::new(blast_tx),
         };
         let task = tokio::spawn({
             let accepted = accepted.clone();
@@ -161,7 +161,7 @@ impl Server {
 struct Ctx {
     upgrader: Upgrader,
     seen: mpsc::UnboundedSender<Seen>,
-    blasted: Arc<AtomicUsize>,
+    blasted: Arc<watch::Sender<usize>>,
 }
 
 async fn serve<I>(io: I, h2: bool, speaks: Speaks, ctx: Ctx)
@@ -259,7 +259,7 @@ const BLAST: usize = 4 << 20;
 /// message then closes with 4000; `/drop` echoes one message then drops
 /// its WebSocket (hyper ends the stream); `/blast` sends [`BLAST`] bytes
 /// then echoes.
-async fn behave(path: &str, mut ws: silverback::HyperWebSocket, blasted: &AtomicUsize) {
+async fn behave(path: &str, mut ws: silverback::HyperWebSocket, blasted: &watch::Sender<usize>) {
     if path == "/blast" {
         let chunk = Bytes::from(vec![7u8; 64 << 10]);
         let mut sent = 0;
@@ -268,7 +268,7 @@ async fn behave(path: &str, mut ws: silverback::HyperWebSocket, blasted: &Atomic
                 return;
             }
             sent += chunk.len();
-            blasted.fetch_add(chunk.len(), Ordering::SeqCst);
+            blasted.send_modify(|n| *n += chunk.len());
         }
     }
     while let Ok(msg) = ws.recv().await {
@@ -499,12 +499,10 @@ async fn stalled_streams_do_not_starve_the_others() {
     }
     // Until the server has sent what flow control lets it send.
     let window = silverback::H2_STREAM_WINDOW as usize;
-    within(async {
-        while server.blasted.load(Ordering::SeqCst) < 3 * window {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    let mut blasted = server.blasted.clone();
+    within(blasted.wait_for(|n| *n >= 3 * window))
+        .await
+        .unwrap();
     let (mut other, _) = within(dialer.connect(&server.url("ws", "/echo")))
         .await
         .unwrap();
@@ -514,7 +512,7 @@ async fn stalled_streams_do_not_starve_the_others() {
         assert_eq!(within(other.recv()).await.unwrap(), msg);
     }
     // The blasts are still held back by the stalled streams' windows...
-    assert!(server.blasted.load(Ordering::SeqCst) < BLAST);
+    assert!(*server.blasted.borrow() < BLAST);
     assert_eq!(server.accepted(), 1);
     // ...and one arrives whole, in order, once read.
     let mut ws = stalled.pop().unwrap();
