@@ -47,6 +47,11 @@ pub struct BenchArgs {
     /// Server URL (`ws://` only: the generator measures the WebSocket path).
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     pub url: String,
+    /// Fanout: also connect subscribers to this URL (repeatable; spread
+    /// round-robin with --url, which keeps the publisher): other nodes of
+    /// a cluster sharing topics through Redis.
+    #[arg(long, value_name = "URL")]
+    pub spread_url: Vec<String>,
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
     pub mode: Mode,

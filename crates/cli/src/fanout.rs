@@ -354,8 +354,14 @@ async fn run_local(args: &BenchArgs) -> anyhow::Result<FanoutReport> {
     let mut tasks = Vec::with_capacity(total * 2);
     let mut publishers = Vec::new();
     for (i, conn) in conns.iter().enumerate() {
+        // Subscribers spread over --url and each --spread-url.
+        let url = match i % (1 + args.spread_url.len()) {
+            _ if conn.publishes => &args.url,
+            0 => &args.url,
+            k => &args.spread_url[k - 1],
+        };
         let target = target(&topic_url(
-            &args.url,
+            url,
             &if fanout {
                 args.topic.clone()
             } else {

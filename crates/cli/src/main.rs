@@ -6,6 +6,8 @@ mod bench;
 mod bench_h2;
 mod connect;
 mod fanout;
+mod health;
+mod metrics;
 mod pubsub;
 mod serve;
 
@@ -20,6 +22,9 @@ struct Cli {
     /// Log only warnings and errors.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Log lines as text or as JSON objects (one per line).
+    #[arg(long, value_enum, global = true, default_value = "text")]
+    log_format: metrics::LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -40,12 +45,7 @@ fn main() -> anyhow::Result<()> {
     let default_level = if cli.quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    metrics::init_logging(cli.log_format, filter, std::io::stderr().is_terminal());
     let command = cli
         .command
         .unwrap_or(Command::Serve(serve::ServeArgs::default()));

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use silverback::{CloseCode, Overflow, PreparedMessage, QueueLimits, WebSocket, WsSender};
+use silverback_hub::backplane::redis::RedisBackplane;
 use silverback_hub::envelope::{self, EnvelopeCodec, EnvelopeError, ErrorCode, Reply, Request};
 use silverback_hub::{Codec, HistoryLimits, Hub, HubLimits, SubscribeOptions};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -52,6 +53,10 @@ pub struct Settings {
     pub max_topics: usize,
     pub max_subscriptions: usize,
     pub max_topic_len: usize,
+    /// Redis URLs (`--redis`; none: the in-memory backplane).
+    pub redis: Vec<String>,
+    /// `--node-id`.
+    pub node_id: Option<String>,
     /// The WebSocket path (for the log).
     pub path: String,
 }
@@ -66,12 +71,33 @@ pub struct PubSub {
     /// One codec for every envelope connection: each publication is
     /// wrapped once for all of them.
     codec: Arc<dyn Codec>,
+    /// The Redis backplane, with `--redis`.
+    redis: Option<RedisBackplane>,
 }
 
 impl PubSub {
     pub fn new(s: &Settings) -> anyhow::Result<Self> {
         let overflow = s.slow_consumer.overflow();
-        let hub = Hub::builder()
+        let redis = if s.redis.is_empty() {
+            None
+        } else {
+            let mut b = RedisBackplane::builder(s.redis.iter().cloned());
+            if let Some(id) = &s.node_id {
+                b = b.node_id(id.clone());
+            }
+            let r = b.build()?;
+            tracing::info!(
+                node = r.node_id(),
+                shards = s.redis.len(),
+                "pubsub: Redis backplane"
+            );
+            Some(r)
+        };
+        let mut builder = Hub::builder();
+        if let Some(r) = &redis {
+            builder = builder.backplane(r.clone());
+        }
+        let hub = builder
             .overflow(overflow.clone())
             .history(HistoryLimits::new(s.history, s.history_age))
             .limits(
@@ -88,7 +114,13 @@ impl PubSub {
             max_topic_len: s.max_topic_len,
             path: s.path.clone(),
             codec: Arc::new(EnvelopeCodec),
+            redis,
         })
+    }
+
+    /// The Redis backplane (a handle), with `--redis`.
+    pub fn redis(&self) -> Option<RedisBackplane> {
+        self.redis.clone()
     }
 
     fn path(&self) -> &str {
@@ -224,10 +256,10 @@ impl PubSub {
                 .await
                 .map(|_| None)
                 .map_err(Into::into),
-            Request::Presence { topic } => Ok(Some(Reply::Presence {
-                count: self.hub.subscriber_count(&topic),
-                topic,
-            })),
+            Request::Presence { topic } => match self.hub.presence_count(&topic).await {
+                Ok(count) => Ok(Some(Reply::Presence { count, topic })),
+                Err(e) => Err(e.into()),
+            },
             Request::Ping { id } => Ok(Some(Reply::Pong { id })),
             _ => Err(EnvelopeError::new(ErrorCode::UnknownOp, "unsupported op")),
         };

@@ -16,6 +16,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::pubsub::{self, PubSub, SlowConsumer};
 
+/// HTTP/2 on the same port (h2c prior knowledge, ALPN h2).
+#[path = "h2.rs"]
+mod h2;
+
 const DEMO_PAGE: &str = include_str!("demo.html");
 /// The default `--max-message-size` with `--pubsub`.
 const PUBSUB_MAX_MESSAGE_SIZE: usize = 64 << 10;
@@ -102,6 +106,22 @@ pub struct ServeArgs {
     /// --pubsub: longest topic name, in bytes.
     #[arg(long, default_value_t = 128, value_name = "BYTES")]
     pub max_topic_len: usize,
+    /// Most streams open at once on one HTTP/2 connection (WebSockets and
+    /// requests); more are refused with RST_STREAM REFUSED_STREAM.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub h2_max_streams: u32,
+    /// Serve `GET /metrics` (Prometheus) on this address instead of on
+    /// the main port.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// --pubsub: share topics with other nodes through Redis
+    /// (`redis://HOST:PORT`); repeat for shards (topics spread by
+    /// consistent hashing). `/readyz` is 503 while it is unreachable.
+    #[arg(long = "redis", value_name = "URL", requires = "pubsub")]
+    pub redis: Vec<String>,
+    /// --redis: this node's id (presence; default random).
+    #[arg(long, value_name = "ID", requires = "redis")]
+    pub node_id: Option<String>,
 }
 
 impl Default for ServeArgs {
@@ -166,6 +186,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_topics: args.max_topics,
             max_subscriptions: args.max_subscriptions,
             max_topic_len: args.max_topic_len,
+            redis: args.redis.clone(),
+            node_id: args.node_id.clone(),
             path: args.path.clone(),
         })?)
     } else {
@@ -175,11 +197,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.addr))?;
     let local = listener.local_addr()?;
+    // Before the first connection: the library resolves its counters once.
+    let metrics_local = crate::metrics::start(args.metrics_addr).await?;
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsAcceptor::from(
+        (Some(cert), Some(key)) => Some(TlsAcceptor::from(h2::alpn(
             silverback::tls::server_config_from_pem_files(cert, key)
                 .with_context(|| format!("loading {} and {}", cert.display(), key.display()))?,
-        )),
+        ))),
         _ => None,
     };
     let (ws_scheme, http_scheme) = if tls.is_some() {
@@ -203,13 +227,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("demo page on {http_scheme}://{local}/");
         DEMO_PAGE
     };
+    if let Some(addr) = metrics_local {
+        tracing::info!("metrics on http://{addr}/metrics");
+    }
     let shutdown = Shutdown::new();
+    let health = crate::health::Health::new(pubsub.as_ref().and_then(|p| p.redis()));
     let state = Arc::new(State {
+        health,
         upgrader,
         path: args.path.clone(),
         page: page.replace("__WS_PATH__", &args.path),
         shutdown: shutdown.clone(),
         pubsub,
+        h2_max_streams: args.h2_max_streams,
     });
     // One permit per open connection (held until its task ends, the echo
     // task included); none left: 503.
@@ -241,14 +271,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 };
                 match tls.clone() {
                     None => {
-                        tokio::spawn(async move { handle(stream, peer, &state, slot).await });
+                        tokio::spawn(async move {
+                            if let Slot::Full = slot {
+                                return handle(stream, peer, &state, slot).await;
+                            }
+                            match h2::is_prior_knowledge(&stream, handshake_timeout).await {
+                                Some(true) => h2::serve_connection(stream, peer, state, slot).await,
+                                Some(false) => handle(stream, peer, &state, slot).await,
+                                None => tracing::debug!(%peer, "nothing received: closed"),
+                            }
+                        });
                     }
                     Some(acceptor) => {
                         tokio::spawn(async move {
                             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) if h2::negotiated(&stream) => {
+                                    h2::serve_connection(stream, peer, state, slot).await
+                                }
                                 Ok(Ok(stream)) => handle(stream, peer, &state, slot).await,
-                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                Ok(Err(e)) => {
+                                    crate::metrics::rejected_tls();
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                                }
+                                Err(_) => {
+                                    crate::metrics::rejected_tls();
+                                    tracing::debug!(%peer, "TLS handshake timed out")
+                                }
                             }
                         });
                     }
@@ -260,13 +308,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     shutdown.active(),
                     shutdown_timeout
                 );
+                state.health.set_draining();
                 break;
             }
         }
     }
-    // Stop accepting, then drain.
+    // Drain; meanwhile the listener answers only the health endpoints.
+    let report = tokio::select! {
+        report = shutdown.shutdown(shutdown_timeout) => report,
+        () = state.health.serve_draining(&listener, &state.upgrader, tls.clone()) => unreachable!(),
+    };
     drop(listener);
-    let report = shutdown.shutdown(shutdown_timeout).await;
+    h2::connections_ended(Duration::from_secs(1)).await;
     tracing::info!("{report}");
     Ok(())
 }
@@ -303,11 +356,13 @@ fn stop_signal() -> impl std::future::Future<Output = &'static str> {
 }
 
 struct State {
+    health: crate::health::Health,
     upgrader: Upgrader,
     path: String,
     page: String,
     shutdown: Shutdown,
     pubsub: Option<PubSub>,
+    h2_max_streams: u32,
 }
 
 /// A connection's place under `--max-connections`.
@@ -360,6 +415,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if let Slot::Full = slot {
+        crate::metrics::rejected_limit();
         return Box::pin(refuse(stream)).await;
     }
     // The handshake's future lives on the heap while it runs and is freed
@@ -387,7 +443,7 @@ async fn open<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (upgrader, path, page) = (&state.upgrader, state.path.as_str(), state.page.as_str());
+    let (upgrader, path) = (&state.upgrader, state.path.as_str());
     let incoming = match upgrader.read_request(stream).await {
         Ok(i) => i,
         Err(e) => {
@@ -402,34 +458,53 @@ where
             Ok(ws) => return Some((ws, query)),
             Err(e) => tracing::info!(%peer, error = %e, "upgrade refused"),
         }
-    } else if req_path == "/" && !incoming.is_upgrade() {
-        if incoming.request().method() != http::Method::GET {
-            let resp = http::Response::builder()
-                .status(405)
-                .header("allow", "GET")
-                .header("content-type", "text/plain; charset=utf-8")
-                .header("connection", "close")
-                .body(&b"method not allowed\n"[..])
-                .expect("static response");
-            let _ = incoming.respond(resp).await;
-            return None;
-        }
-        let resp = http::Response::builder()
-            .header("content-type", "text/html; charset=utf-8")
-            .header("connection", "close")
-            .body(page.as_bytes())
-            .expect("static response");
-        let _ = incoming.respond(resp).await;
     } else {
-        let resp = http::Response::builder()
-            .status(404)
-            .header("content-type", "text/plain; charset=utf-8")
-            .header("connection", "close")
-            .body(&b"not found\n"[..])
-            .expect("static response");
+        let resp = plain_response(state, incoming.request(), incoming.is_upgrade());
         let _ = incoming.respond(resp).await;
     }
     None
+}
+
+/// The answer to a request (its head) that is not for the WebSocket path,
+/// over HTTP/1.1 and HTTP/2 alike (`upgrade`: it asks for a WebSocket):
+/// the health endpoints, `/metrics` and `/stats`, the page on `GET /`, 405
+/// for another method there, 404 elsewhere. Routes for both HTTP versions
+/// go here, before the 404.
+fn plain_response(
+    state: &State,
+    req: &http::Request<()>,
+    upgrade: bool,
+) -> http::Response<bytes::Bytes> {
+    let (method, path) = (req.method(), req.uri().path());
+    if !upgrade {
+        if let Some(resp) = state
+            .health
+            .response(path)
+            .or_else(|| crate::metrics::route(path))
+        {
+            return resp.map(bytes::Bytes::from);
+        }
+    }
+    let builder = http::Response::builder().header("connection", "close");
+    let resp = if path == "/" && !upgrade {
+        if method != http::Method::GET {
+            builder
+                .status(405)
+                .header("allow", "GET")
+                .header("content-type", "text/plain; charset=utf-8")
+                .body(bytes::Bytes::from_static(b"method not allowed\n"))
+        } else {
+            builder
+                .header("content-type", "text/html; charset=utf-8")
+                .body(bytes::Bytes::copy_from_slice(state.page.as_bytes()))
+        }
+    } else {
+        builder
+            .status(404)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(bytes::Bytes::from_static(b"not found\n"))
+    };
+    resp.expect("static response")
 }
 
 async fn echo<S>(ws: &mut silverback::WebSocket<S>, peer: SocketAddr, path: &str)
@@ -467,12 +542,20 @@ pub(crate) fn log_open<S>(
     }
     let compression = ws.compression().map(|p| p.to_string()).unwrap_or_default();
     let protocol = ws.protocol().unwrap_or("");
+    // Which HTTP carried the handshake: 1.1 (Upgrade) or 2 (extended CONNECT).
+    let http = if ws.http_version() == http::Version::HTTP_2 {
+        "2"
+    } else {
+        "1.1"
+    };
     match mode {
-        None => tracing::info!(%peer, path, protocol, compression, "open"),
+        None => tracing::info!(%peer, path, http, protocol, compression, "open"),
         Some(mode) if topics.is_empty() => {
-            tracing::info!(%peer, path, protocol, compression, mode, "open")
+            tracing::info!(%peer, path, http, protocol, compression, mode, "open")
         }
-        Some(mode) => tracing::info!(%peer, path, protocol, compression, mode, topics, "open"),
+        Some(mode) => {
+            tracing::info!(%peer, path, http, protocol, compression, mode, topics, "open")
+        }
     }
 }
 

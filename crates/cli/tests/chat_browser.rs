@@ -12,10 +12,11 @@
 //! publishes; then the forwarder is restored, Bob's page reconnects (with
 //! its backoff) and recovers the missed messages with `since`, reporting
 //! `recovered: true`. Carol sees none of the lobby. The driver POSTs its
-//! report to the responder. A missing chromium fails the test (never
-//! skipped); every wait is bounded (polling the pages' state, never
-//! sleeping as synchronisation) and Chromium's process group is stopped
-//! at the end.
+//! report to the responder. The same runs with Bob on a second node that
+//! shares topics with the first through a real `redis-server`. A missing
+//! chromium fails the test (never skipped); every wait is bounded
+//! (polling the pages' state, never sleeping as synchronisation) and
+//! Chromium's process group is stopped at the end.
 
 mod common;
 
@@ -81,6 +82,12 @@ async function run() {
   log("ok: presence 2");
   await until("an RTT", () => chat(A).rtt !== null && chat(B).rtt !== null);
   log("ok: rtt");
+  // The page's own figures, and the server's (GET /stats, every 2 s).
+  await until("the server's figures", () => {
+    const c = chat(A);
+    return c.sent > 0 && c.received > 0 && c.bytesReceived > 0 && c.server && c.server.connections === 3;
+  });
+  log("ok: figures");
 
   chat(A).send("hello from alice");
   await until("bob gets alice's message", () => texts(B).includes("hello from alice"));
@@ -229,6 +236,52 @@ async fn responder(
 async fn chat_pages_exchange_and_a_dropped_page_recovers_what_it_missed() {
     chromium::require();
     let mut server = Server::start(&["--pubsub", "--any-origin", "--history", "100"]).await;
+    chat_scenario(&server, &server).await;
+    server.assert_running();
+}
+
+/// The same with Alice and Carol on one node and Bob on another, the two
+/// sharing topics through a real `redis-server`.
+#[tokio::test]
+async fn chat_pages_on_two_nodes_sharing_topics_through_redis() {
+    chromium::require();
+    let redis = common::redis::RedisServer::start(false).await;
+    let url = redis.url();
+    let args = [
+        "--pubsub",
+        "--any-origin",
+        "--history",
+        "100",
+        "--redis",
+        &url,
+    ];
+    let mut a = Server::start(&args).await;
+    let mut b = Server::start(&args).await;
+    for n in [&a, &b] {
+        // Ready once the backplane is connected.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (r, _, _) = http_exchange(
+                n.addr,
+                &plain_request("GET", "/readyz", &n.addr.to_string()),
+            )
+            .await;
+            if r.status == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node not ready:\n{}", n.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    chat_scenario(&a, &b).await;
+    a.assert_running();
+    b.assert_running();
+}
+
+/// Alice and Carol's pages talk to `direct`, Bob's (through the
+/// forwarder) to `bobs`: the same server, or two nodes.
+async fn chat_scenario(direct: &Server, bobs: &Server) {
+    let server = direct;
     // The page exactly as the server serves it.
     let (page, _, _) = http_exchange(
         server.addr,
@@ -243,9 +296,9 @@ async fn chat_pages_exchange_and_a_dropped_page_recovers_what_it_missed() {
     );
 
     let fwd_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let forwarded_url = format!("ws://{}{}", fwd_listener.local_addr().unwrap(), server.path);
+    let forwarded_url = format!("ws://{}{}", fwd_listener.local_addr().unwrap(), bobs.path);
     let forwarder = Arc::new(Forwarder::default());
-    let fwd_task = tokio::spawn(forwarder.clone().run(fwd_listener, server.addr));
+    let fwd_task = tokio::spawn(forwarder.clone().run(fwd_listener, bobs.addr));
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let page_url = format!("http://{}/", listener.local_addr().unwrap());
@@ -284,8 +337,9 @@ async fn chat_pages_exchange_and_a_dropped_page_recovers_what_it_missed() {
     println!("driver report:\n{report}");
     let context = || {
         format!(
-            "driver report:\n{report}\n--- server log ---\n{}",
-            server.log()
+            "driver report:\n{report}\n--- server log ---\n{}\n--- bob's server log ---\n{}",
+            server.log(),
+            bobs.log()
         )
     };
     assert!(!report.contains("FAIL"), "{}", context());
@@ -293,6 +347,7 @@ async fn chat_pages_exchange_and_a_dropped_page_recovers_what_it_missed() {
         "ok: subscribed",
         "ok: presence 2",
         "ok: rtt",
+        "ok: figures",
         "ok: exchange",
         "ok: subscribed recovered=true",
         "ok: bob has every message once, in order",
@@ -314,18 +369,17 @@ async fn chat_pages_exchange_and_a_dropped_page_recovers_what_it_missed() {
     );
     // Bob came back through the forwarder: at least two connections.
     assert!(forwarder.forwarded.load(Ordering::SeqCst) >= 2);
-    // The server saw the cut as an abnormal close.
+    // Bob's server saw the cut as an abnormal close.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !common::log_lines(&server.log(), "closed unexpectedly")
+    while !common::log_lines(&bobs.log(), "closed unexpectedly")
         .iter()
         .any(|l| l.contains("code=1006"))
     {
         assert!(
             Instant::now() < deadline,
             "no abnormal close in the server log:\n{}",
-            server.log()
+            bobs.log()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    server.assert_running();
 }

@@ -2,7 +2,7 @@
 
 use silverback::PreparedMessage;
 
-use crate::history::Publication;
+use crate::history::{Publication, StreamPosition};
 
 /// Turns a publication into the message a subscriber gets: the raw
 /// message (no codec), or a protocol's frame around it, such as the
@@ -40,4 +40,13 @@ use crate::history::Publication;
 pub trait Codec: Send + Sync + 'static {
     /// The message subscribers with this codec get for `publication`.
     fn encode(&self, publication: &Publication) -> PreparedMessage;
+
+    /// The notice subscribers with this codec get when the topic's stream
+    /// was reset under them (see [`Delivery::reset`](crate::Delivery::reset)):
+    /// messages were lost, and the next ones follow `position`. `None`
+    /// (the default): no notice.
+    fn reset(&self, topic: &str, position: &StreamPosition) -> Option<PreparedMessage> {
+        let _ = (topic, position);
+        None
+    }
 }

@@ -34,6 +34,10 @@
 //!   messages. A client keeps, per topic, the position of the last
 //!   `message` it got (or of `subscribed`, when it is further in the same
 //!   epoch, or in another epoch).
+//! - An unsolicited `subscribed` with `"recovered":false` comes when the
+//!   topic's history was lost under a live subscription (a broker that
+//!   restarted without its data: a new `epoch`, or a gap the node could
+//!   not fill): messages were missed, the next ones follow its `offset`.
 //! - `publish` publishes `data` (any JSON value) to the topic; the
 //!   publisher gets its own message too when it subscribes to the topic.
 //!   Subscribers in raw mode (no subprotocol) get the JSON text of
@@ -375,6 +379,19 @@ pub struct EnvelopeCodec;
 impl Codec for EnvelopeCodec {
     fn encode(&self, p: &Publication) -> PreparedMessage {
         PreparedMessage::new(Message::text(message_envelope(p)))
+    }
+
+    /// `{"op":"subscribed","topic":T,"offset":N,"epoch":E,"recovered":false}`:
+    /// the topic's history was lost (e.g. the broker restarted without
+    /// persistence); the subscription goes on after `position`.
+    fn reset(&self, topic: &str, position: &StreamPosition) -> Option<PreparedMessage> {
+        let reply = Reply::Subscribed {
+            topic: topic.to_owned(),
+            offset: position.offset,
+            epoch: position.epoch.clone(),
+            recovered: false,
+        };
+        Some(PreparedMessage::new(reply.to_message()))
     }
 }
 

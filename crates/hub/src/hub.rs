@@ -191,6 +191,7 @@ impl HubBuilder {
             counters: Counters::default(),
             received: AtomicU64::new(0),
             publish_errors: AtomicU64::new(0),
+            gauges: Default::default(),
         });
         backplane.attach(Arc::new(Node(Arc::downgrade(&inner))))?;
         Ok(Hub { inner })
@@ -233,6 +234,8 @@ struct Inner {
     counters: Counters,
     received: AtomicU64,
     publish_errors: AtomicU64,
+    /// This hub's share of the process-wide gauges (feature `metrics`).
+    gauges: crate::metrics::Gauges,
 }
 
 /// What the backplane delivers to (weak: the hub owns the backplane).
@@ -243,6 +246,20 @@ impl Delivery for Node {
         if let Some(inner) = self.0.upgrade() {
             inner.deliver(p);
         }
+    }
+
+    fn reset(&self, topic: &str, position: &StreamPosition) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.reset(topic, position);
+        }
+    }
+
+    fn subscriber_count(&self, topic: &str) -> usize {
+        self.0.upgrade().map_or(0, |inner| {
+            read(&inner.topics)
+                .get(topic)
+                .map_or(0, |t| t.lock().subs.len())
+        })
     }
 }
 
@@ -411,6 +428,7 @@ impl Hub {
         if r.is_err() {
             self.inner.forget(conn, &name);
         }
+        self.inner.sync_gauges();
         r
     }
 
@@ -513,8 +531,9 @@ impl Hub {
         if !was {
             return Ok(false);
         }
-        self.inner.remove_sub(topic, conn).await?;
-        Ok(true)
+        let r = self.inner.remove_sub(topic, conn).await;
+        self.inner.sync_gauges();
+        r.map(|()| true)
     }
 
     /// Unsubscribes the connection of `sender` from every topic (call it
@@ -532,6 +551,7 @@ impl Hub {
                 first_err.get_or_insert(e);
             }
         }
+        self.inner.sync_gauges();
         first_err.map_or(Ok(n), Err)
     }
 
@@ -557,7 +577,10 @@ impl Hub {
             .publish(topic, message.into(), history)
             .await;
         match &r {
-            Ok(_) => self.inner.counters.add(1, Fanout::default()),
+            Ok(_) => {
+                self.inner.counters.add(1, Fanout::default());
+                crate::metrics::published();
+            }
             Err(e) => {
                 tracing::debug!(topic, error = %e, "publish failed");
                 self.inner.publish_errors.fetch_add(1, Ordering::Relaxed);
@@ -588,6 +611,24 @@ impl Hub {
     /// Subscribers of `topic` on this hub.
     pub fn subscriber_count(&self, topic: &str) -> usize {
         self.topic(topic).map_or(0, |t| t.lock().subs.len())
+    }
+
+    /// Subscribers of `topic` on every node: this hub's, plus what the
+    /// backplane knows of the other nodes' (the same as
+    /// [`subscriber_count`](Self::subscriber_count) on a backplane without
+    /// shared presence, such as [`MemoryBackplane`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), silverback_hub::HubError> {
+    /// let hub = silverback_hub::Hub::new();
+    /// assert_eq!(hub.presence_count("room").await?, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn presence_count(&self, topic: &str) -> Result<usize, HubError> {
+        self.validate(topic)?;
+        let remote = self.inner.backplane.remote_subscriber_count(topic).await?;
+        Ok(self.subscriber_count(topic) + remote)
     }
 
     /// The [`SubscriberInfo`] of each subscriber of `topic` on this hub
@@ -747,6 +788,7 @@ fn finish_recovery(
     drop(st);
     topic.counters.add(0, f);
     hub_counters.add(0, f);
+    crate::metrics::fanout(&overflow, f);
     if !alive {
         return (Err(HubError::ConnectionClosed), empty);
     }
@@ -791,6 +833,7 @@ impl Inner {
         let Some(f) = st.fan_out(p, &mut gone) else {
             return;
         };
+        crate::metrics::fanout(&st.overflow, f);
         let empty = st.is_empty();
         drop(st);
         self.received.fetch_add(1, Ordering::Relaxed);
@@ -815,15 +858,58 @@ impl Inner {
         }
     }
 
-    /// Removes `topic` from the connection's set.
-    fn forget(&self, conn: u64, topic: &str) {
-        let mut conns = lock(&self.conns);
-        if let Some(t) = conns.get_mut(&conn) {
-            t.remove(topic);
-            if t.is_empty() {
-                conns.remove(&conn);
+    /// The backplane reset the topic's stream: subscribers are told (by
+    /// their codec's notice) and delivery goes on after `position`.
+    fn reset(&self, name: &str, position: &StreamPosition) {
+        let Some(topic) = read(&self.topics).get(name).cloned() else {
+            return;
+        };
+        let mut st = topic.lock();
+        st.last = Some((position.epoch.as_str().into(), position.offset));
+        // A recovery under way cannot be complete any more.
+        for p in &mut st.pending {
+            p.overflowed = true;
+        }
+        let overflow = st.overflow.clone();
+        let mut f = Fanout::default();
+        let mut notices: Vec<(*const (), Option<PreparedMessage>)> = Vec::new();
+        for sub in &mut st.subs {
+            sub.skip = None;
+            let Some(codec) = &sub.codec else { continue };
+            let key = Arc::as_ptr(codec) as *const ();
+            let i = match notices.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    notices.push((key, codec.reset(name, position)));
+                    notices.len() - 1
+                }
+            };
+            if let Some(m) = &notices[i].1 {
+                topic::offer(&sub.sender, m, &overflow, &mut f);
             }
         }
+        drop(st);
+        tracing::debug!(topic = name, offset = position.offset, epoch = %position.epoch, "stream reset");
+    }
+
+    /// Removes `topic` from the connection's set.
+    fn forget(&self, conn: u64, topic: &str) {
+        {
+            let mut conns = lock(&self.conns);
+            if let Some(t) = conns.get_mut(&conn) {
+                t.remove(topic);
+                if t.is_empty() {
+                    conns.remove(&conn);
+                }
+            }
+        }
+        self.sync_gauges();
+    }
+
+    /// Brings the process-wide gauges up to date with this hub.
+    fn sync_gauges(&self) {
+        self.gauges
+            .sync(|| (read(&self.topics).len(), lock(&self.conns).len()));
     }
 
     /// Removes the connection's subscription from `topic`, releasing the
@@ -864,7 +950,9 @@ impl Inner {
         if map.get(&topic.name).is_some_and(|t| Arc::ptr_eq(t, topic)) {
             map.remove(&topic.name);
         }
+        drop(map);
         topic.removed.store(true, Ordering::Release);
+        self.sync_gauges();
         r
     }
 }

@@ -71,13 +71,18 @@
 //!
 //! # Presence
 //! [`Hub::subscriber_count`] and [`Hub::presence`] (the [`SubscriberInfo`]
-//! given at subscribe time), for this hub's connections.
+//! given at subscribe time), for this hub's connections;
+//! [`Hub::presence_count`] adds the other nodes' subscribers that the
+//! backplane knows of.
 //!
 //! # Many nodes
 //! Publications go out through the [`Backplane`] and come back from it,
 //! also to the node that published, so every node sees the same stream.
-//! [`MemoryBackplane`] is the in-process default; a broker (Redis, NATS)
-//! implements the same trait.
+//! [`MemoryBackplane`] is the in-process default; a broker implements the
+//! same trait: with the `redis` feature, `backplane::redis::RedisBackplane`
+//! (history in Redis Streams, catch-up after an outage, subscribers told
+//! through [`Delivery::reset`] when history was lost, presence across
+//! nodes, sharding over several Redis servers).
 //!
 //! # Limits
 //! [`HubLimits`]: topic names (256 bytes, no control characters), topics
@@ -99,6 +104,10 @@ pub mod envelope;
 mod error;
 pub mod history;
 mod hub;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 mod presence;
 mod stats;
 mod topic;

@@ -4,8 +4,9 @@
 //! an `id` chosen by the application (a user id, a session id; several
 //! connections may share one — a user with two tabs appears twice) and
 //! optional JSON `data` (a display name, a role). Presence is what this
-//! [`Hub`](crate::Hub) knows: its own connections. A cluster-wide view
-//! is the backplane's job (not done yet).
+//! [`Hub`](crate::Hub) knows: its own connections. The count across
+//! nodes is [`Hub::presence_count`](crate::Hub::presence_count), from the
+//! backplane (the Redis one shares counts per topic).
 
 use serde::{Deserialize, Serialize};
 

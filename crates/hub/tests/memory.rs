@@ -591,3 +591,93 @@ async fn a_codec_encodes_once_per_publication_for_all_its_subscribers() {
     let again = hub.subscribe_with("t", &tx, SubscribeOptions::new()).await;
     assert!(matches!(again, Err(HubError::AlreadySubscribed)));
 }
+
+/// A [`MemoryBackplane`] that lets the test reach the hub's [`Delivery`],
+/// as a broker-backed backplane's reader task does.
+struct Exposed {
+    inner: MemoryBackplane,
+    node: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<dyn Delivery>>>,
+}
+
+impl Backplane for Exposed {
+    fn attach(&self, node: std::sync::Arc<dyn Delivery>) -> Result<(), HubError> {
+        let _ = self.node.set(node.clone());
+        self.inner.attach(node)
+    }
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        m: silverback::PreparedMessage,
+        h: HistoryLimits,
+    ) -> BoxFuture<'a, Result<StreamPosition, HubError>> {
+        self.inner.publish(topic, m, h)
+    }
+    fn subscribe<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), HubError>> {
+        self.inner.subscribe(topic)
+    }
+    fn unsubscribe<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), HubError>> {
+        self.inner.unsubscribe(topic)
+    }
+    fn history<'a>(
+        &'a self,
+        topic: &'a str,
+        since: Option<&'a StreamPosition>,
+    ) -> BoxFuture<'a, Result<History, HubError>> {
+        self.inner.history(topic, since)
+    }
+    fn remove_history<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), HubError>> {
+        self.inner.remove_history(topic)
+    }
+}
+
+#[tokio::test]
+async fn a_reset_tells_envelope_subscribers_and_restarts_deduplication() {
+    use silverback_hub::envelope::EnvelopeCodec;
+    use silverback_hub::{Publication, SubscribeOptions};
+    let node = std::sync::Arc::new(std::sync::OnceLock::new());
+    let hub = Hub::builder()
+        .backplane(Exposed {
+            inner: MemoryBackplane::new(),
+            node: node.clone(),
+        })
+        .build()
+        .unwrap();
+    let (mut raw, raw_tx) = driven();
+    let (mut env, env_tx) = driven();
+    hub.subscribe("t", &raw_tx, "raw").await.unwrap();
+    let codec: std::sync::Arc<dyn silverback_hub::Codec> = std::sync::Arc::new(EnvelopeCodec);
+    hub.subscribe_with("t", &env_tx, SubscribeOptions::new().codec(codec))
+        .await
+        .unwrap();
+    for m in ["1", "2"] {
+        hub.publish("t", Message::text(m)).await.unwrap();
+        assert_eq!(text(&mut raw).await, m);
+        text(&mut env).await;
+    }
+    // The broker lost the stream: a new epoch, from its start.
+    let node = node.get().unwrap();
+    node.reset("t", &StreamPosition::new(0, "fresh"));
+    let notice: serde_json::Value = serde_json::from_str(&text(&mut env).await).unwrap();
+    assert_eq!(
+        notice,
+        serde_json::json!({"op":"subscribed","topic":"t","offset":0,"epoch":"fresh","recovered":false})
+    );
+    // Offset 1 of the new epoch is not a duplicate of the old one's 1;
+    // delivered twice, it is.
+    let p = Publication {
+        topic: "t".into(),
+        offset: 1,
+        epoch: "fresh".into(),
+        message: silverback::PreparedMessage::new(Message::text("new")),
+    };
+    node.deliver(&p);
+    node.deliver(&p);
+    assert_eq!(text(&mut raw).await, "new", "raw subscribers get no notice");
+    let m: serde_json::Value = serde_json::from_str(&text(&mut env).await).unwrap();
+    assert_eq!(
+        (m["offset"].as_u64(), m["epoch"].as_str()),
+        (Some(1), Some("fresh"))
+    );
+    assert_eq!(hub.stats().received, 3);
+    assert_eq!(node.subscriber_count("t"), 2);
+}

@@ -46,7 +46,10 @@ impl Future for UpgradeFuture {
 pub type HyperUpgrade = Result<(Response<Full<Bytes>>, UpgradeFuture), Response<Full<Bytes>>>;
 
 impl Upgrader {
-    /// Upgrades a request received by hyper.
+    /// Upgrades a request received by hyper: an HTTP/1.1 Upgrade, or an
+    /// HTTP/2 extended CONNECT (RFC 8441; serve HTTP/2 with hyper's
+    /// `http2::Builder::enable_connect_protocol`, as `axum::serve` does),
+    /// answered with `200 OK` and carried on the request's stream.
     ///
     /// The request is validated, checked and authorized (the
     /// [`authorize`](Upgrader::authorize) hook, if any, runs in the returned
@@ -85,9 +88,10 @@ impl Upgrader {
         &self,
         req: &mut Request<B>,
     ) -> impl Future<Output = HyperUpgrade> + Send + 'static {
-        let refusal = |rej: Rejection| {
-            tracing::debug!(rejection = %rej, "upgrade refused");
-            rej.to_response().map(|b| Full::new(Bytes::from(b)))
+        let version = req.version();
+        let refusal = move |rej: Rejection| {
+            crate::metrics::rejected(&rej);
+            refusal_response(&rej, version)
         };
         let negotiated = self
             .negotiate(req)
@@ -106,10 +110,14 @@ impl Upgrader {
                 {
                     Ok(r) => r.map_err(refusal)?,
                     Err(_) => {
-                        return Err(refusal(Rejection::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "authorization timed out",
-                        )))
+                        crate::metrics::rejected_timeout();
+                        return Err(refusal_response(
+                            &Rejection::new(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "authorization timed out",
+                            ),
+                            version,
+                        ));
                     }
                 };
             let on_upgrade = on_upgrade.expect("taken when negotiated");
@@ -118,11 +126,15 @@ impl Upgrader {
             let inner = Box::pin(async move {
                 let upgraded = tokio::time::timeout(config.handshake_timeout, on_upgrade)
                     .await
-                    .map_err(|_| Error::new(ErrorKind::Timeout(Timeout::Handshake)))?
+                    .map_err(|_| {
+                        crate::metrics::rejected_timeout();
+                        Error::new(ErrorKind::Timeout(Timeout::Handshake))
+                    })?
                     .map_err(|e| Error::new(ErrorKind::Io(std::io::Error::other(e))))?;
                 let mut ws =
                     WebSocket::from_raw_socket(TokioIo::new(upgraded), Role::Server, config, &[]);
                 ws.opened(protocol, deflate, target.path());
+                ws.set_http_version(version);
                 ws.upgrade = Some(Box::new(UpgradeInfo {
                     target,
                     identity,
@@ -136,7 +148,28 @@ impl Upgrader {
     }
 }
 
-/// Whether `req` asks for a WebSocket upgrade (`Upgrade: websocket`).
+/// The HTTP answer to a refused upgrade, for a request of `version`:
+/// over HTTP/2 without the connection-specific headers (`Connection`,
+/// `Upgrade`) that HTTP/2 forbids.
+pub(crate) fn refusal_response(rej: &Rejection, version: http::Version) -> Response<Full<Bytes>> {
+    tracing::debug!(rejection = %rej, ?version, "upgrade refused");
+    let mut resp = rej.to_response().map(|b| Full::new(Bytes::from(b)));
+    if version >= http::Version::HTTP_2 {
+        resp.headers_mut().remove(http::header::CONNECTION);
+        resp.headers_mut().remove(http::header::UPGRADE);
+    }
+    resp
+}
+
+/// Whether `req` asks for a WebSocket: an HTTP/1.1 Upgrade
+/// (`Upgrade: websocket`) or an HTTP/2 extended CONNECT (RFC 8441) with
+/// `:protocol websocket`.
 pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
+    if silverback_proto::handshake::server::is_extended_connect(req) {
+        return req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+    }
     silverback_proto::handshake::header_has_token(req.headers(), http::header::UPGRADE, "websocket")
 }

@@ -39,8 +39,10 @@
 //! An [`Upgrader`] turns an HTTP upgrade request into a [`WebSocket`]: on a
 //! raw transport ([`Upgrader::upgrade`], or [`Upgrader::read_request`] to
 //! route first) or inside a hyper service (`Upgrader::upgrade_hyper`,
-//! feature `hyper`, on by default; it works for axum too). A [`Dialer`]
-//! opens client connections.
+//! feature `hyper`, on by default), over HTTP/1.1 (Upgrade) or HTTP/2
+//! (extended CONNECT, RFC 8441; [`WebSocket::http_version`] tells which).
+//! With feature `axum`, `silverback::axum::WebSocketUpgrade` is an axum
+//! extractor. A [`Dialer`] opens client connections.
 //!
 //! ## Messages
 //! [`WebSocket::recv`] returns whole data messages: [`Message::Text`]
@@ -242,6 +244,8 @@
 #![deny(missing_docs)]
 
 mod auth;
+#[cfg(feature = "axum")]
+pub mod axum;
 mod client;
 mod config;
 mod error;
@@ -251,6 +255,10 @@ mod h2_client;
 mod hyper;
 #[cfg(feature = "json")]
 mod json;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 mod proxy;
 mod request;
 mod server;

@@ -10,8 +10,9 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use silverback_proto::extension::deflate::{self, DeflateConfig, DeflateParams};
 use silverback_proto::handshake::server::{
-    accept_response, negotiate_subprotocol, parse_request, same_origin, validate_request,
-    write_response, Rejection,
+    accept_response, extended_connect_response, is_extended_connect, negotiate_subprotocol,
+    parse_request, same_origin, validate_extended_connect, validate_request, write_response,
+    Rejection,
 };
 use silverback_proto::handshake::HeadLimits;
 use silverback_proto::Role;
@@ -135,7 +136,8 @@ impl fmt::Debug for Upgrader {
 /// What [`Upgrader::negotiate`] decided for an acceptable request.
 #[derive(Debug)]
 pub struct Accepted {
-    /// The `101 Switching Protocols` response to send.
+    /// The response to send: `101 Switching Protocols` to an HTTP/1.1
+    /// Upgrade, `200 OK` to an HTTP/2 extended CONNECT.
     pub response: Response<()>,
     /// The subprotocol chosen.
     pub protocol: Option<String>,
@@ -245,8 +247,21 @@ impl Upgrader {
     /// [`response_header`](Self::response_header)s. It does not run the
     /// [`authorize`](Self::authorize) hook: [`upgrade`](Self::upgrade),
     /// [`Incoming::upgrade`] and `upgrade_hyper` do.
+    ///
+    /// An HTTP/2 `CONNECT` is an extended CONNECT (RFC 8441): its
+    /// `:protocol` is read from the request's extensions (hyper's
+    /// `hyper::ext::Protocol`, feature `hyper`), it is validated by
+    /// [`validate_extended_connect`](crate::proto::handshake::server::validate_extended_connect)
+    /// (400 without `:protocol`, 501 for another protocol), and the answer
+    /// is `200 OK` without `Sec-WebSocket-Accept`. Origin policy,
+    /// subprotocols, compression and headers are the same as on HTTP/1.1.
     pub fn negotiate<B>(&self, req: &Request<B>) -> Result<Accepted, Rejection> {
-        let mut up = validate_request(req)?;
+        let extended = is_extended_connect(req);
+        let mut up = if extended {
+            validate_extended_connect(req, connect_protocol(req))?
+        } else {
+            validate_request(req)?
+        };
         up.protocols.retain(|p| !is_token_protocol(p));
         let head = RequestHead::of(req);
         let allowed = match &self.check_origin {
@@ -264,7 +279,11 @@ impl Upgrader {
             deflate::server_negotiate(up.extensions.iter().map(String::as_str), cfg)
         });
         let ext_header = deflate.map(|p| p.to_string());
-        let mut response = accept_response(&up.key, protocol.as_deref(), ext_header.as_deref())?;
+        let mut response = if extended {
+            extended_connect_response(protocol.as_deref(), ext_header.as_deref())?
+        } else {
+            accept_response(&up.key, protocol.as_deref(), ext_header.as_deref())?
+        };
         for (name, value) in self.response_headers.iter() {
             response.headers_mut().append(name.clone(), value.clone());
         }
@@ -313,11 +332,15 @@ impl Upgrader {
             }
         };
         match tokio::time::timeout_at(deadline, read).await {
-            Err(_) => Err(Error::new(ErrorKind::Timeout(Timeout::Handshake))),
+            Err(_) => {
+                crate::metrics::rejected_timeout();
+                Err(Error::new(ErrorKind::Timeout(Timeout::Handshake)))
+            }
             Ok(Err(None)) => Err(Error::new(ErrorKind::Io(
                 std::io::ErrorKind::UnexpectedEof.into(),
             ))),
             Ok(Err(Some(rej))) => {
+                crate::metrics::rejected(&rej);
                 let _ = tokio::time::timeout_at(deadline, send_rejection(&mut stream, &rej)).await;
                 Err(Error::new(ErrorKind::Rejected(rej)))
             }
@@ -329,6 +352,21 @@ impl Upgrader {
             }),
         }
     }
+}
+
+/// The `:protocol` pseudo-header of an HTTP/2 request, as hyper hands
+/// it over.
+#[cfg(feature = "hyper")]
+fn connect_protocol<B>(req: &Request<B>) -> Option<&str> {
+    req.extensions()
+        .get::<::hyper::ext::Protocol>()
+        .map(::hyper::ext::Protocol::as_str)
+}
+
+/// Without hyper there is no HTTP/2 server to hand over a `:protocol`.
+#[cfg(not(feature = "hyper"))]
+fn connect_protocol<B>(_req: &Request<B>) -> Option<&str> {
+    None
 }
 
 async fn send_rejection<S: AsyncWrite + Unpin>(
@@ -395,7 +433,10 @@ where
                 let auth = upgrader.start_authorize(&self.request);
                 tokio::time::timeout_at(self.deadline, authorize(acc, auth))
                     .await
-                    .map_err(|_| Error::new(ErrorKind::Timeout(Timeout::Handshake)))?
+                    .map_err(|_| {
+                        crate::metrics::rejected_timeout();
+                        Error::new(ErrorKind::Timeout(Timeout::Handshake))
+                    })?
             }
             Err(rej) => Err(rej),
         };
@@ -408,7 +449,10 @@ where
                     self.stream.flush().await
                 };
                 match tokio::time::timeout_at(self.deadline, write).await {
-                    Err(_) => return Err(Error::new(ErrorKind::Timeout(Timeout::Handshake))),
+                    Err(_) => {
+                        crate::metrics::rejected_timeout();
+                        return Err(Error::new(ErrorKind::Timeout(Timeout::Handshake)));
+                    }
                     Ok(Err(e)) => return Err(Error::new(ErrorKind::Io(e))),
                     Ok(Ok(())) => {}
                 }
@@ -431,6 +475,7 @@ where
             }
             Err(rej) => {
                 tracing::debug!(rejection = %rej, "upgrade refused");
+                crate::metrics::rejected(&rej);
                 let _ =
                     tokio::time::timeout_at(self.deadline, send_rejection(&mut self.stream, &rej))
                         .await;

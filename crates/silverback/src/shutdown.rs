@@ -273,15 +273,70 @@ impl Drop for ShutdownGuard {
     }
 }
 
-/// Traffic counters of one connection.
+/// Traffic counters and state of one connection: what
+/// [`WebSocket::stats`](crate::WebSocket::stats) returns, to log or decide
+/// from a handler.
+///
+/// ```
+/// use silverback::{testing, Config, Message};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), silverback::Error> {
+/// let (mut client, mut server) = testing::pair(Config::default(), Config::default());
+/// client.send(Message::text("hello")).await?;
+/// server.recv().await?;
+/// let pong = client.ping(b"rtt").await?;
+/// tokio::select! {
+///     rtt = pong => { rtt?; }
+///     _ = async { (server.recv().await, client.recv().await) } => unreachable!(),
+/// }
+/// let stats = client.stats();
+/// assert_eq!((stats.messages_out, stats.payload_out), (1, 5));
+/// assert!(stats.last_rtt.is_some()); // the Pong came back
+/// assert_eq!(stats.buffered, 0); // all written
+/// assert_eq!(stats.dropped, 0);
+/// assert!(stats.compression_ratio().is_none()); // not negotiated
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Stats {
-    /// Bytes read from the transport.
+    /// Bytes read from the transport (after the opening handshake).
     pub bytes_in: u64,
-    /// Bytes written to the transport.
+    /// Bytes written to the transport (after the opening handshake).
     pub bytes_out: u64,
     /// Data messages received.
     pub messages_in: u64,
     /// Data messages sent.
     pub messages_out: u64,
+    /// Payload bytes of the data messages received, decompressed.
+    pub payload_in: u64,
+    /// Payload bytes of the data messages sent, before compression.
+    pub payload_out: u64,
+    /// The round-trip time of the last answered Ping (keepalive pings
+    /// measure it for free).
+    pub last_rtt: Option<std::time::Duration>,
+    /// Bytes queued and not yet written
+    /// ([`WebSocket::buffered_amount`](crate::WebSocket::buffered_amount)).
+    pub buffered: usize,
+    /// Messages the [`WsSender`](crate::WsSender) queue dropped by its
+    /// [`Overflow`](crate::Overflow) policy (a pub/sub hub's drops of this
+    /// connection's messages).
+    pub dropped: u64,
+    /// How long the connection has been open.
+    pub age: std::time::Duration,
+    /// permessage-deflate was negotiated.
+    pub(crate) compressed: bool,
+}
+
+impl Stats {
+    /// Payload bytes per byte on the wire, both ways, when
+    /// permessage-deflate was negotiated (`None` otherwise, or before any
+    /// data): above 1 when compression saves. The wire bytes include frame
+    /// headers and control frames.
+    pub fn compression_ratio(&self) -> Option<f64> {
+        let wire = self.bytes_in + self.bytes_out;
+        (self.compressed && wire > 0)
+            .then(|| (self.payload_in + self.payload_out) as f64 / wire as f64)
+    }
 }

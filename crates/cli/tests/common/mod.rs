@@ -22,6 +22,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 /// certificates for `serve --tls-cert`.
 pub mod chromium;
 pub mod client_side;
+pub mod redis;
 
 /// How long the server may take to print its listening line.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);

@@ -39,6 +39,8 @@
 //!   it from its own reader task or, in memory, from the publisher's.
 
 mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 pub use memory::MemoryBackplane;
 
@@ -62,6 +64,26 @@ pub trait Delivery: Send + Sync + 'static {
     /// [contract](self#contract): per topic in offset order, not
     /// concurrently, never waits).
     fn deliver(&self, publication: &Publication);
+
+    /// The topic's stream was reset or lost messages this node can no
+    /// longer deliver (a broker that lost its data, a gap that history
+    /// cannot fill): live delivery goes on after `position` (the next
+    /// publications of the topic have offsets after it, in its epoch).
+    /// The hub tells its subscribers (a [`Codec`](crate::Codec) may send
+    /// them a notice, see [`Codec::reset`](crate::Codec::reset)) and
+    /// forgets the offsets it delivered. Called like
+    /// [`deliver`](Self::deliver): in order with it, never waiting. The
+    /// default does nothing.
+    fn reset(&self, topic: &str, position: &StreamPosition) {
+        let _ = (topic, position);
+    }
+
+    /// Subscribers of `topic` on this node (for a backplane that shares
+    /// presence between nodes). The default says 0.
+    fn subscriber_count(&self, topic: &str) -> usize {
+        let _ = topic;
+        0
+    }
 }
 
 /// Transport of a hub's messages: publish, delivery, interest, history.
@@ -108,6 +130,18 @@ pub trait Backplane: Send + Sync + 'static {
     /// history should.
     fn position<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<StreamPosition, HubError>> {
         Box::pin(async move { Ok(self.history(topic, None).await?.position) })
+    }
+
+    /// Subscribers of `topic` on the *other* nodes, as far as the
+    /// backplane knows (nodes that died stop counting once their presence
+    /// expires). The default, for a backplane without shared presence,
+    /// says 0.
+    fn remote_subscriber_count<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<usize, HubError>> {
+        let _ = topic;
+        Box::pin(async { Ok(0) })
     }
 
     /// Drops the topic's history and stream: the next publication starts a

@@ -1,7 +1,8 @@
 //! The opening handshake (RFC 6455 §4), on [`http`] types so that a raw
 //! socket and hyper share one implementation.
 //!
-//! - [`server`]: parse and validate an upgrade request, negotiate the
+//! - [`server`]: parse and validate an upgrade request (HTTP/1.1 Upgrade,
+//!   or HTTP/2 extended CONNECT, RFC 8441), negotiate the
 //!   subprotocol, build the `101 Switching Protocols` response or the refusal.
 //! - [`client`]: build an upgrade request and validate the response.
 

@@ -61,7 +61,8 @@ impl std::error::Error for Rejection {}
 /// What a valid upgrade request asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpgradeRequest {
-    /// The `Sec-WebSocket-Key`, as sent.
+    /// The `Sec-WebSocket-Key`, as sent (empty for an HTTP/2 extended
+    /// CONNECT, which has none).
     pub key: HeaderValue,
     /// The subprotocols offered, in the client's order.
     pub protocols: Vec<String>,
@@ -129,21 +130,7 @@ pub fn validate_request<B>(req: &Request<B>) -> Result<UpgradeRequest, Rejection
             "expected Connection: upgrade",
         ));
     }
-    let version_ok = h.get_all(header::SEC_WEBSOCKET_VERSION).iter().count() == 1
-        && h.get(header::SEC_WEBSOCKET_VERSION)
-            .map(|v| v.as_bytes().trim_ascii())
-            == Some(b"13");
-    if !version_ok {
-        let mut r = Rejection::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "unsupported Sec-WebSocket-Version, expected 13",
-        );
-        r.headers.push((
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        ));
-        return Err(r);
-    }
+    check_version(h)?;
     let mut keys = h.get_all(header::SEC_WEBSOCKET_KEY).iter();
     let key = match (keys.next(), keys.next()) {
         (Some(k), None) => k.clone(),
@@ -165,6 +152,110 @@ pub fn validate_request<B>(req: &Request<B>) -> Result<UpgradeRequest, Rejection
     }
     Ok(UpgradeRequest {
         key,
+        protocols: header_tokens(h, header::SEC_WEBSOCKET_PROTOCOL),
+        extensions: header_tokens(h, header::SEC_WEBSOCKET_EXTENSIONS),
+    })
+}
+
+/// `Sec-WebSocket-Version: 13`, once (else 426 with `Sec-WebSocket-Version: 13`).
+fn check_version(h: &http::HeaderMap) -> Result<(), Rejection> {
+    let version_ok = h.get_all(header::SEC_WEBSOCKET_VERSION).iter().count() == 1
+        && h.get(header::SEC_WEBSOCKET_VERSION)
+            .map(|v| v.as_bytes().trim_ascii())
+            == Some(b"13");
+    if version_ok {
+        return Ok(());
+    }
+    let mut r = Rejection::new(
+        StatusCode::UPGRADE_REQUIRED,
+        "unsupported Sec-WebSocket-Version, expected 13",
+    );
+    r.headers.push((
+        header::SEC_WEBSOCKET_VERSION,
+        HeaderValue::from_static("13"),
+    ));
+    Err(r)
+}
+
+/// Whether `req` is an HTTP/2 (or later) `CONNECT`: the start of an
+/// extended CONNECT (RFC 8441), to be checked with
+/// [`validate_extended_connect`] rather than [`validate_request`].
+pub fn is_extended_connect<B>(req: &Request<B>) -> bool {
+    req.method() == Method::CONNECT && req.version() >= Version::HTTP_2
+}
+
+/// Validates a WebSocket request over HTTP/2: an extended CONNECT
+/// (RFC 8441 §4). `protocol` is the request's `:protocol` pseudo-header
+/// (hyper hands it over as `hyper::ext::Protocol`).
+///
+/// The method must be `CONNECT` on HTTP/2 or later (else 405 or 400), with
+/// an authority (`:authority` or `Host`, else 400). Without `:protocol`
+/// it is a plain CONNECT, a proxy tunnel request, refused with 400; a
+/// `:protocol` other than `websocket` (any case) is refused with
+/// 501 Not Implemented. Then as on HTTP/1.1: `Sec-WebSocket-Version: 13`
+/// (else 426 with `Sec-WebSocket-Version: 13`), and the subprotocols and
+/// extensions offered are returned. There is no `Sec-WebSocket-Key` over
+/// HTTP/2: the returned [`UpgradeRequest::key`] is empty.
+///
+/// ```
+/// use silverback_proto::handshake::server::validate_extended_connect;
+/// let mut req = http::Request::connect("https://example.com/ws")
+///     .header("sec-websocket-version", "13")
+///     .header("sec-websocket-protocol", "chat")
+///     .body(())
+///     .unwrap();
+/// *req.version_mut() = http::Version::HTTP_2;
+/// let up = validate_extended_connect(&req, Some("websocket")).unwrap();
+/// assert_eq!(up.protocols, ["chat"]);
+/// assert_eq!(validate_extended_connect(&req, None).unwrap_err().status, 400);
+/// assert_eq!(validate_extended_connect(&req, Some("webtransport")).unwrap_err().status, 501);
+/// ```
+pub fn validate_extended_connect<B>(
+    req: &Request<B>,
+    protocol: Option<&str>,
+) -> Result<UpgradeRequest, Rejection> {
+    if req.method() != Method::CONNECT {
+        let mut r = Rejection::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "WebSocket over HTTP/2 requires CONNECT",
+        );
+        r.headers
+            .push((header::ALLOW, HeaderValue::from_static("CONNECT")));
+        return Err(r);
+    }
+    if req.version() < Version::HTTP_2 {
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "extended CONNECT requires HTTP/2",
+        ));
+    }
+    match protocol {
+        None => {
+            return Err(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "CONNECT without :protocol refused: this is a WebSocket endpoint, \
+                 not a proxy (expected :protocol websocket, RFC 8441)",
+            ))
+        }
+        Some(p) if !p.eq_ignore_ascii_case("websocket") => {
+            let shown: String = p.chars().take(64).collect();
+            return Err(Rejection::new(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("unsupported :protocol {shown:?}, expected websocket"),
+            ));
+        }
+        Some(_) => {}
+    }
+    let h = req.headers();
+    if h.get(header::HOST).is_none() && req.uri().authority().is_none() {
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "missing :authority",
+        ));
+    }
+    check_version(h)?;
+    Ok(UpgradeRequest {
+        key: HeaderValue::from_static(""),
         protocols: header_tokens(h, header::SEC_WEBSOCKET_PROTOCOL),
         extensions: header_tokens(h, header::SEC_WEBSOCKET_EXTENSIONS),
     })
@@ -243,6 +334,36 @@ pub fn accept_response(
     let accept = HeaderValue::from_str(&accept_key(key.as_bytes()))
         .map_err(|_| Rejection::new(StatusCode::BAD_REQUEST, "bad key"))?;
     h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    negotiated_headers(resp, protocol, extensions)
+}
+
+/// Builds the `200 OK` answer to an extended CONNECT (RFC 8441 §5): no
+/// `Upgrade`, `Connection` or `Sec-WebSocket-Accept`, and no body (the
+/// stream carries the WebSocket from there on).
+///
+/// ```
+/// use silverback_proto::handshake::server::extended_connect_response;
+/// let resp = extended_connect_response(Some("chat"), None).unwrap();
+/// assert_eq!(resp.status(), 200);
+/// assert_eq!(resp.headers()["sec-websocket-protocol"], "chat");
+/// assert!(resp.headers().get("sec-websocket-accept").is_none());
+/// ```
+pub fn extended_connect_response(
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) -> Result<Response<()>, Rejection> {
+    let mut resp = Response::new(());
+    *resp.version_mut() = Version::HTTP_2;
+    negotiated_headers(resp, protocol, extensions)
+}
+
+/// Adds the negotiated subprotocol and extensions to `resp`.
+fn negotiated_headers(
+    mut resp: Response<()>,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) -> Result<Response<()>, Rejection> {
+    let h = resp.headers_mut();
     if let Some(p) = protocol {
         let v = HeaderValue::from_str(p).map_err(|_| {
             Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "bad subprotocol name")
@@ -476,6 +597,68 @@ mod tests {
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
         assert_eq!(resp.headers()["sec-websocket-protocol"], "chat");
+    }
+
+    fn h2_connect() -> Request<()> {
+        let mut r = Request::connect("https://localhost:8443/ws")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-extensions", "permessage-deflate")
+            .body(())
+            .unwrap();
+        *r.version_mut() = Version::HTTP_2;
+        r
+    }
+
+    #[test]
+    fn extended_connect_refusals_carry_the_right_status() {
+        let ok = validate_extended_connect(&h2_connect(), Some("websocket")).unwrap();
+        assert_eq!(ok.extensions, ["permessage-deflate"]);
+        assert!(ok.key.is_empty());
+        assert!(is_extended_connect(&h2_connect()));
+        assert!(validate_extended_connect(&h2_connect(), Some("WebSocket")).is_ok());
+
+        let status =
+            |r: &Request<()>, p: Option<&str>| validate_extended_connect(r, p).unwrap_err().status;
+        assert_eq!(status(&h2_connect(), None), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(&h2_connect(), Some("h3")),
+            StatusCode::NOT_IMPLEMENTED
+        );
+        let long = "x".repeat(10_000);
+        let rej = validate_extended_connect(&h2_connect(), Some(&long)).unwrap_err();
+        assert!(rej.reason.len() < 200, "{}", rej.reason);
+
+        let mut r = h2_connect();
+        *r.version_mut() = Version::HTTP_11;
+        assert!(!is_extended_connect(&r));
+        assert_eq!(status(&r, Some("websocket")), StatusCode::BAD_REQUEST);
+
+        let mut r = h2_connect();
+        *r.method_mut() = Method::GET;
+        assert_eq!(
+            status(&r, Some("websocket")),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+
+        let mut r = h2_connect();
+        *r.uri_mut() = "/ws".parse().unwrap();
+        assert_eq!(status(&r, Some("websocket")), StatusCode::BAD_REQUEST);
+
+        let mut r = h2_connect();
+        r.headers_mut()
+            .insert("sec-websocket-version", HeaderValue::from_static("8"));
+        assert_eq!(status(&r, Some("websocket")), StatusCode::UPGRADE_REQUIRED);
+    }
+
+    #[test]
+    fn extended_connect_response_is_a_bare_200() {
+        let resp = extended_connect_response(None, Some("permessage-deflate")).unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers().len(), 1);
+        assert_eq!(
+            resp.headers()["sec-websocket-extensions"],
+            "permessage-deflate"
+        );
     }
 
     #[test]

@@ -80,6 +80,7 @@ where
         match decoded {
             Ok(m) => {
                 self.stats.messages_in += 1;
+                self.note_decoded(&m);
                 Some(m)
             }
             Err(e) => {
@@ -137,9 +138,14 @@ where
                 ready!(self.poll_finish(cx, true));
                 continue;
             }
-            match self.conn.next_event() {
+            let next = self.conn.next_event();
+            if let Ok(Some(ev)) = &next {
+                self.note_event(ev);
+            }
+            match next {
                 Ok(Some(Event::Encoded(e))) if !encoded => match self.decode_here(e) {
                     Ok(m) => {
+                        self.note_decoded(&m);
                         if let Some(t) = take(self, Event::Message(m)) {
                             return Poll::Ready(Ok(t));
                         }
@@ -190,6 +196,8 @@ where
     /// Nothing to hand out: send what the handled input produced, then
     /// read. `Ready` when there is something new to look at.
     fn poll_wait_for_input(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // The batch is handled: its counts go to the shared counters.
+        self.metrics.flush();
         // What other tasks queued leaves with the replies.
         let more_queued = self.pull_queued(Some(cx.waker()));
         if self.conn.has_data_to_send() {
@@ -369,6 +377,8 @@ where
             queue.close();
         }
         let end = self.conn.end();
+        let ratio = self.stats().compression_ratio();
+        self.metrics.ended(end.as_ref(), ratio);
         if let Some(guard) = self.shutdown.as_ref() {
             guard.record(end.as_ref().is_some_and(End::is_clean));
         }

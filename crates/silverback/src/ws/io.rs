@@ -98,7 +98,13 @@ where
         }
         if res.is_ready() {
             self.timers.write_done();
+            self.metrics.drained();
             return res;
+        }
+        #[cfg(feature = "metrics")]
+        {
+            let backlog = self.buffered_amount();
+            self.metrics.blocked(backlog);
         }
         self.write_wakers.register(cx.waker());
         if self
@@ -141,6 +147,7 @@ where
             Err(e) => Err(e),
         };
         let Err(e) = res else {
+            self.metrics.flush();
             return Poll::Ready(Ok(()));
         };
         let kind = e.kind();

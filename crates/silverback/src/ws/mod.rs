@@ -23,11 +23,14 @@ use std::time::Duration;
 use futures_core::stream::FusedStream;
 use futures_core::Stream;
 use futures_sink::Sink;
-use silverback_proto::{CloseCode, CloseFrame, Connection, Message, OpCode, Role};
+use silverback_proto::{
+    CloseCode, CloseFrame, Connection, Event, Message, MessageKind, OpCode, Role,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use crate::error::{Error, ErrorKind};
+use crate::metrics::ConnMetrics;
 use crate::shutdown::{ShutdownGuard, Stats};
 use crate::split::WakerList;
 use crate::Config;
@@ -118,6 +121,8 @@ pub struct WebSocket<S> {
     io_error: Option<std::io::Error>,
     flags: Flags,
     stats: Stats,
+    /// What this connection records (feature `metrics`; nothing without).
+    metrics: ConnMetrics,
     protocol: Option<String>,
     deflate: Option<DeflateParams>,
     opened: Instant,
@@ -172,6 +177,9 @@ struct Flags {
     ended: bool,
     /// The end was reported by `recv`; later calls get `AlreadyClosed`.
     reported: bool,
+    /// The opening handshake was an HTTP/2 extended CONNECT (RFC 8441):
+    /// the connection is one stream of an HTTP/2 connection.
+    http2: bool,
 }
 
 impl<S> fmt::Debug for WebSocket<S> {
@@ -241,6 +249,7 @@ where
             io_error: None,
             flags: Flags::default(),
             stats: Stats::default(),
+            metrics: ConnMetrics::new(role),
             protocol: None,
             deflate: None,
             opened: Instant::now(),
@@ -288,9 +297,74 @@ where
         self.span = span;
     }
 
-    /// Traffic counters: bytes and messages in and out.
+    /// Traffic counters and state: bytes and messages in and out, the
+    /// last ping's round-trip time, bytes queued, messages dropped by the
+    /// send queue's overflow policy, the compression ratio, the age. See
+    /// [`Stats`].
+    ///
+    /// ```no_run
+    /// # async fn f(mut ws: silverback::WebSocket<tokio::net::TcpStream>) {
+    /// let stats = ws.stats();
+    /// if stats.dropped > 0 || stats.last_rtt.is_some_and(|rtt| rtt.as_secs() > 2) {
+    ///     tracing::warn!(?stats, "slow peer");
+    /// }
+    /// # }
+    /// ```
     pub fn stats(&self) -> Stats {
-        self.stats
+        let mut stats = self.stats;
+        stats.last_rtt = self.pings.last_rtt();
+        stats.buffered = self.buffered_amount();
+        stats.dropped = self.send_queue.as_ref().map_or(0, |q| q.dropped());
+        stats.age = self.opened.elapsed();
+        stats.compressed = self.deflate.is_some();
+        stats
+    }
+
+    /// The core handed out `ev`: counted (a data event is charged the
+    /// input bytes parsed since the previous event).
+    #[inline]
+    pub(crate) fn note_event(&mut self, ev: &Event) {
+        let (kind, len, messages) = match ev {
+            Event::Message(m) => (Some(m.kind()), m.len(), 1),
+            Event::Chunk { kind, data, fin } => (Some(*kind), data.len(), u64::from(*fin)),
+            Event::Encoded(e) => (Some(e.kind()), 0, 1),
+            _ => (None, 0, 0),
+        };
+        #[cfg(feature = "metrics")]
+        {
+            let consumed = self
+                .stats
+                .bytes_in
+                .saturating_sub(self.conn.buffered_input() as u64);
+            self.metrics.received(consumed, kind, messages);
+        }
+        let _ = messages;
+        if let Some(kind) = kind {
+            self.stats.payload_in += len as u64;
+            self.metrics.received_payload(kind, len);
+        }
+    }
+
+    /// A message that came out encoded was decoded: its payload counted.
+    pub(crate) fn note_decoded(&mut self, m: &Message) {
+        self.stats.payload_in += m.len() as u64;
+        self.metrics.received_payload(m.kind(), m.len());
+    }
+
+    /// A data message (`fin`: its last fragment) of `payload` bytes was
+    /// queued; the output grew from `before` bytes.
+    #[inline]
+    pub(crate) fn note_sent(
+        &mut self,
+        kind: MessageKind,
+        fin: bool,
+        payload: usize,
+        before: usize,
+    ) {
+        let wire = self.conn.output_len().saturating_sub(before);
+        self.stats.messages_out += u64::from(fin);
+        self.stats.payload_out += payload as u64;
+        self.metrics.sent(kind, u64::from(fin), payload, wire);
     }
 
     /// How long the connection has been open.
@@ -423,7 +497,9 @@ where
 
     /// Resolves the ping the Pong answers, then runs the pong hook.
     pub(crate) fn pong_received(&mut self, payload: &[u8]) {
-        self.pings.pong(payload);
+        if let Some(rtt) = self.pings.pong(payload) {
+            self.metrics.rtt(rtt);
+        }
         if let Some(hook) = self.hooks.as_mut().and_then(|h| h.pong.as_mut()) {
             hook(payload);
         }
@@ -441,6 +517,25 @@ where
     /// This end's role.
     pub fn role(&self) -> Role {
         self.conn.role()
+    }
+
+    /// The HTTP version of the opening handshake: [`http::Version::HTTP_2`]
+    /// when the connection is a stream of an HTTP/2 connection (an
+    /// extended CONNECT, RFC 8441), [`http::Version::HTTP_11`] for an
+    /// HTTP/1.1 Upgrade (and a connection made with
+    /// [`from_raw_socket`](Self::from_raw_socket)).
+    pub fn http_version(&self) -> http::Version {
+        if self.flags.http2 {
+            http::Version::HTTP_2
+        } else {
+            http::Version::HTTP_11
+        }
+    }
+
+    /// Records the HTTP version of the opening handshake.
+    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+    pub(crate) fn set_http_version(&mut self, version: http::Version) {
+        self.flags.http2 = version >= http::Version::HTTP_2;
     }
 
     /// The settings in force.
@@ -639,8 +734,9 @@ where
         if self.conn.output_len() > self.config.max_write_buffer_size {
             return Err(Error::new(ErrorKind::WriteBufferFull));
         }
+        let before = self.conn.output_len();
         self.conn.send_with(msg, compression.transform())?;
-        self.stats.messages_out += 1;
+        self.note_sent(msg.kind(), true, msg.len(), before);
         Ok(())
     }
 

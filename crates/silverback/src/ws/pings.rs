@@ -59,10 +59,13 @@ impl Pings {
     }
 
     /// A Pong arrived: it answers the matching ping and every earlier one.
-    pub(crate) fn pong(&mut self, payload: &[u8]) {
+    /// Returns the round-trip time it measured, if it answered a ping.
+    pub(crate) fn pong(&mut self, payload: &[u8]) -> Option<Duration> {
+        let mut measured = false;
         if let Some((_, sent)) = self.keepalive.filter(|(p, _)| p[..] == *payload) {
             self.keepalive = None;
             self.last_rtt = Some(sent.elapsed());
+            measured = true;
         }
         if let Some(pos) = self.pending.iter().position(|(p, ..)| p == payload) {
             for (_, sent, tx) in self.pending.drain(..=pos) {
@@ -70,7 +73,9 @@ impl Pings {
                 self.last_rtt = Some(rtt);
                 let _ = tx.send(rtt);
             }
+            measured = true;
         }
+        self.last_rtt.filter(|_| measured)
     }
 
     /// The round-trip time of the last answered ping (keepalive or not).

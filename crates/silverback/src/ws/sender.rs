@@ -133,6 +133,8 @@ struct State {
     limits: QueueLimits,
     /// The connection ended or is closing: nothing more is queued.
     closed: bool,
+    /// Messages dropped by an overflow policy.
+    dropped: u64,
     /// The task that writes the queue out (the one receiving).
     driver: Option<Waker>,
 }
@@ -158,6 +160,7 @@ impl SendQueue {
                 bytes: 0,
                 limits,
                 closed: false,
+                dropped: 0,
                 driver: None,
             }),
             room: Notify::new(),
@@ -205,7 +208,10 @@ impl SendQueue {
             return Offered::Queued;
         }
         match overflow {
-            Overflow::DropNew => Offered::DroppedNew,
+            Overflow::DropNew => {
+                st.dropped += 1;
+                Offered::DroppedNew
+            }
             Overflow::DropOldest => {
                 let mut dropped = 0;
                 while !fits(&st, item.len()) {
@@ -215,8 +221,10 @@ impl SendQueue {
                     st.bytes -= old.len();
                     dropped += 1;
                 }
+                st.dropped += dropped as u64;
                 if !fits(&st, item.len()) {
                     // Larger than the whole queue may hold.
+                    st.dropped += 1;
                     return Offered::DroppedNew;
                 }
                 Self::enqueue(&mut st, item);
@@ -224,6 +232,7 @@ impl SendQueue {
             }
             Overflow::Close(code, reason) => {
                 let dropped = st.items.len() + 1;
+                st.dropped += dropped as u64;
                 st.items.clear();
                 st.bytes = 0;
                 st.closed = true;
@@ -253,6 +262,11 @@ impl SendQueue {
 
     fn queued_bytes(&self) -> usize {
         self.lock().bytes
+    }
+
+    /// Messages dropped by an overflow policy so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.lock().dropped
     }
 }
 
@@ -480,8 +494,10 @@ where
         if self.conn.output_len() > self.config.max_write_buffer_size {
             return Err(Error::new(ErrorKind::WriteBufferFull));
         }
+        let before = self.conn.output_len();
         self.conn.send_prepared(msg)?;
-        self.stats.messages_out += 1;
+        let m = msg.message();
+        self.note_sent(m.kind(), true, m.len(), before);
         if self.should_flush() {
             self.flush().await?;
         }
@@ -509,9 +525,13 @@ where
             };
             st.bytes -= item.len();
             pulled = true;
-            let sent = match item {
-                Outgoing::Message(m) => self.conn.send(&m),
-                Outgoing::Prepared(p) => self.conn.send_prepared(&p),
+            let before = self.conn.output_len();
+            let (sent, kind, len) = match item {
+                Outgoing::Message(m) => (self.conn.send(&m), m.kind(), m.len()),
+                Outgoing::Prepared(p) => {
+                    let m = p.message();
+                    (self.conn.send_prepared(&p), m.kind(), m.len())
+                }
                 Outgoing::Close(code, reason) => {
                     st.closed = true;
                     if let Err(e) = self.start_close(code, &reason) {
@@ -521,7 +541,7 @@ where
                 }
             };
             match sent {
-                Ok(()) => self.stats.messages_out += 1,
+                Ok(()) => self.note_sent(kind, true, len, before),
                 Err(_) if self.conn.close_sent().is_some() => {
                     // Closing: nothing more leaves.
                     st.closed = true;

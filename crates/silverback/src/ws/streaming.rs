@@ -390,12 +390,12 @@ where
     /// Queues what was written as the next fragment (`fin`: the last).
     fn queue(&mut self, fin: bool) -> io::Result<()> {
         let buf = &mut self.buf;
+        let kind = self.kind;
         let res = self.handle.with(|ws| {
             ws.check_open()?;
+            let before = ws.conn.output_len();
             ws.conn.send_message_part(buf, fin)?;
-            if fin {
-                ws.stats.messages_out += 1;
-            }
+            ws.note_sent(kind, fin, buf.len(), before);
             Ok::<_, Error>(())
         });
         res.map_err(io_error)?;
