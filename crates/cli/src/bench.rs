@@ -124,6 +124,10 @@ pub struct BenchArgs {
     /// wss://: accept any certificate (a bench server's self-signed one).
     #[arg(long)]
     pub insecure: bool,
+    /// Echo, connect: go through silverback's Dialer over HTTP/1.1 too
+    /// (what `--http2` and wss:// do), the baseline for `--http2` on ws://.
+    #[arg(long)]
+    pub dialer: bool,
 }
 
 /// The result, printed as text or JSON.

@@ -20,7 +20,7 @@ use crate::bench::{progress, BenchArgs, Mode, Report};
 /// Whether this module runs the benchmark.
 pub(crate) fn applies(args: &BenchArgs) -> bool {
     matches!(args.mode, Mode::Echo | Mode::Connect)
-        && (args.http2 || args.url.starts_with("wss://"))
+        && (args.http2 || args.dialer || args.url.starts_with("wss://"))
 }
 
 pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {

@@ -64,6 +64,11 @@ enum ProxyMode {
 /// `wss://`, `HTTP_PROXY` for `ws://`, then `ALL_PROXY`, minus `NO_PROXY`;
 /// loopback hosts are always dialed directly); [`proxy`](Self::proxy) sets
 /// one explicitly and [`no_proxy`](Self::no_proxy) turns them off.
+///
+/// With the `http2` feature (on by default), `Dialer::http2` opens the
+/// WebSocket as a stream of an HTTP/2 connection (RFC 8441) and
+/// `Dialer::http2_pool` shares one connection between the WebSockets to an
+/// origin.
 #[derive(Debug, Clone, Default)]
 pub struct Dialer {
     pub(crate) config: Config,

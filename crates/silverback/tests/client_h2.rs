@@ -5,8 +5,9 @@
 //! size and both kinds with and without permessage-deflate; 100 WebSockets
 //! over one pooled connection closed in every way (client close, server
 //! close, the server dropping its stream, the whole connection dropped)
-//! and the pool redialing; per-stream flow control (a stalled socket does
-//! not starve the others); falling back to HTTP/1.1 (or failing under
+//! and the pool redialing; an explicit `RST_STREAM` from a server written
+//! with the h2 crate; per-stream flow control (stalled sockets do not
+//! starve the others); falling back to HTTP/1.1 (or failing under
 //! `Require`) against servers without HTTP/2 or without extended CONNECT.
 #![cfg(feature = "http2")]
 #![allow(missing_docs)]
@@ -31,7 +32,7 @@ use silverback::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 type Ws = WebSocket<ClientStream>;
@@ -64,7 +65,7 @@ struct Server {
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
     seen: mpsc::UnboundedReceiver<Seen>,
     /// Bytes the `/blast` handlers have sent so far, all together.
-    blasted: Arc<AtomicUsize>,
+    blasted: watch::Receiver<usize>,
     task: JoinHandle<()>,
 }
 
@@ -89,12 +90,12 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let conns = Arc::new(Mutex::new(Vec::new()));
-        let blasted = Arc::new(AtomicUsize::new(0));
+        let (blast_tx, blasted) = watch::channel(0);
         let (tx, seen) = mpsc::unbounded_channel();
         let ctx = Ctx {
             upgrader,
             seen: tx,
-            blasted: blasted.clone(),
+            blasted: Arc::new(blast_tx),
         };
         let task = tokio::spawn({
             let accepted = accepted.clone();
@@ -160,7 +161,7 @@ impl Server {
 struct Ctx {
     upgrader: Upgrader,
     seen: mpsc::UnboundedSender<Seen>,
-    blasted: Arc<AtomicUsize>,
+    blasted: Arc<watch::Sender<usize>>,
 }
 
 async fn serve<I>(io: I, h2: bool, speaks: Speaks, ctx: Ctx)
@@ -258,7 +259,7 @@ const BLAST: usize = 4 << 20;
 /// message then closes with 4000; `/drop` echoes one message then drops
 /// its WebSocket (hyper ends the stream); `/blast` sends [`BLAST`] bytes
 /// then echoes.
-async fn behave(path: &str, mut ws: silverback::HyperWebSocket, blasted: &AtomicUsize) {
+async fn behave(path: &str, mut ws: silverback::HyperWebSocket, blasted: &watch::Sender<usize>) {
     if path == "/blast" {
         let chunk = Bytes::from(vec![7u8; 64 << 10]);
         let mut sent = 0;
@@ -267,7 +268,7 @@ async fn behave(path: &str, mut ws: silverback::HyperWebSocket, blasted: &Atomic
                 return;
             }
             sent += chunk.len();
-            blasted.fetch_add(chunk.len(), Ordering::SeqCst);
+            blasted.send_modify(|n| *n += chunk.len());
         }
     }
     while let Ok(msg) = ws.recv().await {
@@ -498,12 +499,10 @@ async fn stalled_streams_do_not_starve_the_others() {
     }
     // Until the server has sent what flow control lets it send.
     let window = silverback::H2_STREAM_WINDOW as usize;
-    within(async {
-        while server.blasted.load(Ordering::SeqCst) < 3 * window {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    let mut blasted = server.blasted.clone();
+    within(blasted.wait_for(|n| *n >= 3 * window))
+        .await
+        .unwrap();
     let (mut other, _) = within(dialer.connect(&server.url("ws", "/echo")))
         .await
         .unwrap();
@@ -513,7 +512,7 @@ async fn stalled_streams_do_not_starve_the_others() {
         assert_eq!(within(other.recv()).await.unwrap(), msg);
     }
     // The blasts are still held back by the stalled streams' windows...
-    assert!(server.blasted.load(Ordering::SeqCst) < BLAST);
+    assert!(*server.blasted.borrow() < BLAST);
     assert_eq!(server.accepted(), 1);
     // ...and one arrives whole, in order, once read.
     let mut ws = stalled.pop().unwrap();
@@ -752,4 +751,64 @@ fn the_client_websocket_stays_small() {
         std::mem::size_of::<ClientStream>()
     );
     let _: HeaderValue = HeaderValue::from_static("x");
+}
+
+/// A server written with the h2 crate directly, to reset one stream
+/// (`RST_STREAM` CANCEL) while another lives on, and to see the request
+/// exactly as it arrives: `:method CONNECT`, `:protocol websocket`,
+/// `:scheme http`, `:path`.
+#[tokio::test]
+async fn a_stream_reset_ends_its_websocket_only() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, mut streams) = mpsc::unbounded_channel();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut conn = h2::server::Builder::new()
+            .enable_connect_protocol()
+            .handshake::<_, Bytes>(tcp)
+            .await
+            .unwrap();
+        while let Some(Ok(stream)) = conn.accept().await {
+            let _ = tx.send(stream);
+        }
+    });
+    let dialer = h2c(Http2::Require).http2_pool(H2Pool::new());
+    let open = |path: &'static str| {
+        let dialer = dialer.clone();
+        tokio::spawn(async move {
+            dialer
+                .connect(&format!("ws://127.0.0.1:{}{path}", addr.port()))
+                .await
+        })
+    };
+    let mut opened = Vec::new();
+    for path in ["/a", "/b"] {
+        let ws = open(path);
+        let (req, mut respond) = within(streams.recv()).await.unwrap();
+        assert_eq!(req.method(), Method::CONNECT);
+        assert_eq!(
+            req.extensions()
+                .get::<h2::ext::Protocol>()
+                .map(|p| p.as_str()),
+            Some("websocket")
+        );
+        assert_eq!(req.uri().scheme_str(), Some("http"));
+        assert_eq!(req.uri().path(), path);
+        assert_eq!(req.headers()["sec-websocket-version"], "13");
+        let send = respond.send_response(Response::new(()), false).unwrap();
+        let (ws, _) = within(ws).await.unwrap().unwrap();
+        opened.push((ws, send));
+    }
+    let (mut b, mut b_send) = opened.pop().unwrap();
+    let (mut a, mut a_send) = opened.pop().unwrap();
+    a_send.send_reset(h2::Reason::CANCEL);
+    let err = within(a.recv()).await.unwrap_err();
+    assert_eq!(err.close_code(), Some(CloseCode::Abnormal), "{err}");
+    // The other stream carries on: an unmasked text frame "hi".
+    b_send
+        .send_data(Bytes::from_static(&[0x81, 0x02, b'h', b'i']), false)
+        .unwrap();
+    assert_eq!(within(b.recv()).await.unwrap(), Message::text("hi"));
+    server.abort();
 }
