@@ -9,7 +9,7 @@
 //! with the h2 crate; per-stream flow control (stalled sockets do not
 //! starve the others); falling back to HTTP/1.1 (or failing under
 //! `Require`) against servers without HTTP/2 or without extended CONNECT.
-#![cfg(feature = "http2")]
+#![cfg(all(feature = "http2", feature = "tls"))]
 #![allow(missing_docs)]
 
 mod common;
