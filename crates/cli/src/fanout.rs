@@ -902,6 +902,23 @@ mod tests {
     }
 
     #[test]
+    fn socketio_events_carry_the_header_in_hex() {
+        let mut payload: Vec<u8> = (0..64).map(|i| b'a' + (i % 26) as u8).collect();
+        stamp(&mut payload, 7, 42, 123_456_789);
+        let mut out = BytesMut::new();
+        push_msg(&mut out, [0; 4], &payload, true);
+        let Ok(Decoded::Header(h, n)) = decode_header(&out) else {
+            panic!("a frame")
+        };
+        assert_eq!(h.opcode, OpCode::Text);
+        let text = &out[n..];
+        assert!(text.starts_with(br#"42["m",""#) && text.ends_with(br#""]"#));
+        assert_eq!(sio_header(text).unwrap()[..], payload[..HEADER]);
+        assert_eq!(sio_header(br#"42["m","zz"]"#), None);
+        assert_eq!(sio_header(b"40{}"), None);
+    }
+
+    #[test]
     fn topic_is_added_to_the_query() {
         assert_eq!(topic_url("ws://h/ws", "a"), "ws://h/ws?topic=a");
         assert_eq!(topic_url("ws://h/ws?x=1", "a"), "ws://h/ws?x=1&topic=a");
