@@ -17,7 +17,11 @@
 # missing (--install: only that).
 #
 #   scripts/bench-redis.sh [--subscribers N] [--size BYTES] [--duration S]
-#                          [--pipeline N] [--socketio] [--install]
+#                          [--pipeline N] [--rate MSG_PER_S] [--socketio]
+#                          [--install]
+#
+# --rate publishes at a fixed rate instead of as fast as the echoes allow
+# (for Redis' CPU per message at the same rate across subscriber counts).
 #
 # Needs a release build (`cargo build --release -p silverback-cli`) and
 # redis-server/redis-cli (scripts/install-peers.sh). Raw JSON of each run
@@ -30,6 +34,7 @@ SIZE=64
 DURATION=10
 PIPELINE=1
 SOCKETIO=0
+RATE=()
 INSTALL_ONLY=0
 while [ $# -gt 0 ]; do
     case $1 in
@@ -37,6 +42,7 @@ while [ $# -gt 0 ]; do
         --size) SIZE=$2; shift 2 ;;
         --duration) DURATION=$2; shift 2 ;;
         --pipeline) PIPELINE=$2; shift 2 ;;
+        --rate) RATE=(--rate "$2"); shift 2 ;;
         --socketio) SOCKETIO=1; shift ;;
         --install) SOCKETIO=1; INSTALL_ONLY=1; shift ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
@@ -95,7 +101,7 @@ bench() { # name url [extra...]
     before_ticks=$(cpu_ticks "$REDIS_PID")
     redis-cli -p "$REDIS_PORT" CONFIG RESETSTAT >/dev/null
     "$BIN" bench --mode fanout --url "$url" --subscribers "$SUBSCRIBERS" --size "$SIZE" \
-        --duration "$DURATION" --pipeline "$PIPELINE" --binary --json --no-progress "$@" \
+        --duration "$DURATION" --pipeline "$PIPELINE" --binary --json --no-progress "${RATE[@]}" "$@" \
         >"$OUT/$name.json"
     after_ticks=$(cpu_ticks "$REDIS_PID")
     redis-cli -p "$REDIS_PORT" INFO commandstats >"$OUT/$name.commandstats"
