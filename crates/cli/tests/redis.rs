@@ -712,6 +712,54 @@ async fn readyz_is_503_while_draining_and_healthz_stays_200() {
 /// The hub API on two Redis shards: topics spread over both by
 /// rendezvous hashing, each published once to its shard and delivered to
 /// the other node in order; presence counts the other node.
+/// The hub API: thousands of publishes of one task in flight at once (a
+/// `FuturesOrdered`) get their offsets in the order they were issued, the
+/// backplane sends them in shared pipelines (fewer than the publishes),
+/// and a subscriber gets them in that order. (One thread: all are handed
+/// to the backplane in one poll of the `FuturesOrdered` before its writer
+/// runs, so the count of pipelines does not depend on timing.)
+#[tokio::test]
+async fn overlapping_publishes_share_pipelines_and_keep_their_order() {
+    use futures_util::stream::{FuturesOrdered, StreamExt as _};
+    use silverback_hub::backplane::redis::{BackplaneState, RedisBackplane};
+    use silverback_hub::Hub;
+    const N: u64 = 2000;
+    let redis = RedisServer::start(false).await;
+    let bp = RedisBackplane::builder([redis.url()]).build().unwrap();
+    let hub = Hub::builder().backplane(bp.clone()).build().unwrap();
+    timeout(
+        IO_TIMEOUT,
+        bp.state().wait_for(|s| *s == BackplaneState::Connected),
+    )
+    .await
+    .expect("connected")
+    .unwrap();
+    let (mut client, mut server) =
+        silverback::testing::pair(Default::default(), Default::default());
+    let tx = server.sender();
+    tokio::spawn(async move { while server.recv().await.is_ok() {} });
+    hub.subscribe(TOPIC, &tx, "sub").await.unwrap();
+    let mut in_flight: FuturesOrdered<_> = (1..=N)
+        .map(|i| hub.publish(TOPIC, Message::text(i.to_string())))
+        .collect();
+    let mut offsets = Vec::new();
+    while let Some(r) = timeout(SCENARIO, in_flight.next()).await.unwrap() {
+        offsets.push(r.unwrap().offset);
+    }
+    assert_eq!(offsets, (1..=N).collect::<Vec<_>>());
+    let stats = bp.stats();
+    assert_eq!(stats.publish_errors, 0);
+    assert!(
+        stats.publish_batches > 0 && stats.publish_batches < N / 2,
+        "{N} publishes in {} pipelines",
+        stats.publish_batches
+    );
+    for i in 1..=N {
+        let m = timeout(IO_TIMEOUT, client.recv()).await.unwrap().unwrap();
+        assert_eq!(m.as_text().unwrap(), i.to_string());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_spread_over_two_shards() {
     use silverback_hub::backplane::redis::{BackplaneState, RedisBackplane};

@@ -98,6 +98,10 @@ pub struct RedisStats {
     pub resets: u64,
     /// Publications Redis did not take (the caller got an error).
     pub publish_errors: u64,
+    /// Pipelines sent by the publish writers (each carries every
+    /// publication that was waiting, up to 256): fewer than the
+    /// publications when they overlap.
+    pub publish_batches: u64,
 }
 
 /// Builds a [`RedisBackplane`] ([`RedisBackplane::builder`]).
@@ -207,6 +211,7 @@ impl RedisBuilder {
                 caught_up: AtomicU64::new(0),
                 resets: AtomicU64::new(0),
                 publish_errors: AtomicU64::new(0),
+                publish_batches: Arc::new(AtomicU64::new(0)),
             }),
         })
     }
@@ -275,6 +280,8 @@ struct Shared {
     caught_up: AtomicU64,
     resets: AtomicU64,
     publish_errors: AtomicU64,
+    /// Shared with the shards' publish writers.
+    publish_batches: Arc<AtomicU64>,
 }
 
 struct Shard {
@@ -458,6 +465,7 @@ impl RedisBackplane {
             caught_up: s.caught_up.load(Ordering::Relaxed),
             resets: s.resets.load(Ordering::Relaxed),
             publish_errors: s.publish_errors.load(Ordering::Relaxed),
+            publish_batches: s.publish_batches.load(Ordering::Relaxed),
         }
     }
 
@@ -499,7 +507,13 @@ impl Shared {
             .writer
             .get_or_init(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(publish_writer(shard.name.clone(), con, rx, self.timeout));
+                tokio::spawn(publish_writer(
+                    shard.name.clone(),
+                    con,
+                    rx,
+                    self.timeout,
+                    self.publish_batches.clone(),
+                ));
                 tx
             })
             .clone())
@@ -954,6 +968,7 @@ async fn publish_writer(
     mut con: ConnectionManager,
     mut rx: mpsc::UnboundedReceiver<Job>,
     wait: Duration,
+    batches: Arc<AtomicU64>,
 ) {
     let mut replies = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
@@ -968,6 +983,7 @@ async fn publish_writer(
                 job = rx.try_recv().ok();
             }
         }
+        batches.fetch_add(1, Ordering::Relaxed);
         let r = match timeout(wait, pipe.query_async::<Vec<redis::Value>>(&mut con)).await {
             Ok(Ok(values)) if values.len() == replies.len() + 1 => Ok(values),
             Ok(Ok(values)) => Err(format!(
