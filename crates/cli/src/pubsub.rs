@@ -9,7 +9,8 @@
 //!   replies, see [`silverback_hub::envelope`].
 //!
 //! **Pipelined publishes.** A connection has up to [`MAX_IN_FLIGHT`]
-//! publications in flight (a `FuturesOrdered` in its loop): the next
+//! publications (and [`MAX_IN_FLIGHT_BYTES`] of their data, but always
+//! one) in flight (a `FuturesOrdered` in its loop): the next
 //! message is read while earlier ones are still in the backplane (with
 //! Redis: waiting in, or on the way back from, the shard's pipeline).
 //! Each publication is handed to the backplane when it is first polled,
@@ -36,6 +37,10 @@ pub const DEFAULT_TOPIC: &str = "all";
 
 /// Most publications a connection has in flight (see the module docs).
 pub const MAX_IN_FLIGHT: usize = 64;
+
+/// Most bytes of data a connection has in flight (one publication may be
+/// larger: it is then alone).
+pub const MAX_IN_FLIGHT_BYTES: usize = 1 << 20;
 
 /// What `--slow-consumer` chooses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -192,19 +197,26 @@ impl PubSub {
         crate::serve::log_open(ws, peer, self.path(), Some("raw"), &topics.join(","));
         let hub = &self.hub;
         let mut in_flight = FuturesOrdered::new();
+        // Bytes of the messages in flight (shared by their topics: counted
+        // once, released by the first topic's publication).
+        let mut bytes = 0;
         let end = loop {
             tokio::select! {
                 biased;
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-                r = ws.recv(), if in_flight.len() < MAX_IN_FLIGHT => match r {
+                Some(n) = in_flight.next(), if !in_flight.is_empty() => bytes -= n,
+                r = ws.recv(), if in_flight.len() < MAX_IN_FLIGHT && bytes < MAX_IN_FLIGHT_BYTES => match r {
                     Ok(msg) => {
+                        let mut len = msg.len();
+                        bytes += len;
                         let m = PreparedMessage::new(msg);
                         for t in &topics {
                             let m = m.clone();
+                            let n = std::mem::take(&mut len);
                             in_flight.push_back(async move {
                                 if let Err(e) = hub.publish(t, m).await {
                                     tracing::warn!(%peer, topic = %t, error = %e, "publish failed");
                                 }
+                                n
                             });
                         }
                     }
@@ -230,35 +242,43 @@ impl PubSub {
             }
         };
         let publish = |topic: String, m: silverback::Message| async move {
+            let n = m.len();
             match self.hub.publish(&topic, m).await {
-                Ok(_) => None,
+                Ok(_) => (None, n),
                 Err(e) => {
                     let e = EnvelopeError::from(e);
                     tracing::debug!(%peer, error = %e, "request refused");
-                    Some(Reply::from(e))
+                    (Some(Reply::from(e)), n)
                 }
             }
         };
         let mut in_flight = FuturesOrdered::new();
+        let mut bytes = 0;
         let end = loop {
             tokio::select! {
                 biased;
-                Some(r) = in_flight.next(), if !in_flight.is_empty() => reply(r),
-                r = ws.recv(), if in_flight.len() < MAX_IN_FLIGHT => match r {
+                Some((r, n)) = in_flight.next(), if !in_flight.is_empty() => {
+                    bytes -= n;
+                    reply(r);
+                }
+                r = ws.recv(), if in_flight.len() < MAX_IN_FLIGHT && bytes < MAX_IN_FLIGHT_BYTES => match r {
                     Ok(msg) => {
                         let req = match msg.as_text() {
                             Some(text) => Request::parse(text, self.max_topic_len),
                             None => Err(EnvelopeError::binary()),
                         };
                         if let Ok(Request::Publish { topic, data }) = req {
-                            in_flight.push_back(publish(topic, envelope::publish_message(data)));
+                            let m = envelope::publish_message(data);
+                            bytes += m.len();
+                            in_flight.push_back(publish(topic, m));
                             continue;
                         }
                         // Replies in request order: the publications
                         // before this request answer first.
-                        while let Some(r) = in_flight.next().await {
+                        while let Some((r, _)) = in_flight.next().await {
                             reply(r);
                         }
+                        bytes = 0;
                         reply(match req {
                             Ok(req) => self.request(req, sender, peer).await,
                             Err(e) => {
@@ -271,7 +291,7 @@ impl PubSub {
                 },
             }
         };
-        while let Some(r) = in_flight.next().await {
+        while let Some((r, _)) = in_flight.next().await {
             reply(r);
         }
         crate::serve::log_end(ws, peer, &end);
