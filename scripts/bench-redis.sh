@@ -10,8 +10,18 @@
 # message: its utime+stime over the whole run, and its own EVALSHA time
 # (`INFO commandstats`), divided by the publishes it ran.
 #
+# With --socketio, then the same load on two Socket.IO 4.8 servers sharing
+# the Redis through @socket.io/redis-adapter 8.3 (bench/node/
+# socketio_fanout.mjs; the generator speaks Engine.IO v4 over WebSocket,
+# `bench --socketio`). Its npm packages go into .peers/bench-node when
+# missing (--install: only that).
+#
 #   scripts/bench-redis.sh [--subscribers N] [--size BYTES] [--duration S]
-#                          [--pipeline N]
+#                          [--pipeline N] [--rate MSG_PER_S] [--socketio]
+#                          [--install]
+#
+# --rate publishes at a fixed rate instead of as fast as the echoes allow
+# (for Redis' CPU per message at the same rate across subscriber counts).
 #
 # Needs a release build (`cargo build --release -p silverback-cli`) and
 # redis-server/redis-cli (scripts/install-peers.sh). Raw JSON of each run
@@ -23,15 +33,38 @@ SUBSCRIBERS=2000
 SIZE=64
 DURATION=10
 PIPELINE=1
+SOCKETIO=0
+RATE=()
+INSTALL_ONLY=0
 while [ $# -gt 0 ]; do
     case $1 in
         --subscribers) SUBSCRIBERS=$2; shift 2 ;;
         --size) SIZE=$2; shift 2 ;;
         --duration) DURATION=$2; shift 2 ;;
         --pipeline) PIPELINE=$2; shift 2 ;;
+        --rate) RATE=(--rate "$2"); shift 2 ;;
+        --socketio) SOCKETIO=1; shift ;;
+        --install) SOCKETIO=1; INSTALL_ONLY=1; shift ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
+
+BENCH_NODE=${SILVERBACK_BENCH_NODE:-$PWD/.peers/bench-node}
+SOCKETIO_PACKAGES=(socket.io@4.8.4 @socket.io/redis-adapter@8.3.0 redis@4.7.1)
+install_socketio() {
+    command -v node >/dev/null && command -v npm >/dev/null \
+        || { echo "node and npm are needed for --socketio" >&2; exit 1; }
+    local have
+    have=$(cd "$BENCH_NODE" 2>/dev/null && command node -p "['socket.io','@socket.io/redis-adapter','redis'].map(p => require(p + '/package.json').version).join(' ')" 2>/dev/null || true)
+    if [ "$have" != "4.8.4 8.3.0 4.7.1" ]; then
+        echo "==> npm install ${SOCKETIO_PACKAGES[*]} into ${BENCH_NODE#"$PWD"/}"
+        mkdir -p "$BENCH_NODE"
+        (cd "$BENCH_NODE" && { [ -f package.json ] || npm init -y >/dev/null; } \
+            && npm install --silent --no-audit --no-fund "${SOCKETIO_PACKAGES[@]}")
+    fi
+}
+if [ "$SOCKETIO" = 1 ]; then install_socketio; fi
+if [ "$INSTALL_ONLY" = 1 ]; then exit 0; fi
 
 PORT_BASE=${PORT_BASE:-21000}
 # shellcheck source=scripts/bench-lib.sh
@@ -68,7 +101,7 @@ bench() { # name url [extra...]
     before_ticks=$(cpu_ticks "$REDIS_PID")
     redis-cli -p "$REDIS_PORT" CONFIG RESETSTAT >/dev/null
     "$BIN" bench --mode fanout --url "$url" --subscribers "$SUBSCRIBERS" --size "$SIZE" \
-        --duration "$DURATION" --pipeline "$PIPELINE" --binary --json --no-progress "$@" \
+        --duration "$DURATION" --pipeline "$PIPELINE" --binary --json --no-progress "${RATE[@]}" "$@" \
         >"$OUT/$name.json"
     after_ticks=$(cpu_ticks "$REDIS_PID")
     redis-cli -p "$REDIS_PORT" INFO commandstats >"$OUT/$name.commandstats"
@@ -95,4 +128,16 @@ next_port; B=$PORT; node "$B" --redis "$REDIS" --node-id b
 bench "two-nodes" "ws://127.0.0.1:$A/ws" --spread-url "ws://127.0.0.1:$B/ws"
 next_port; C=$PORT; node "$C"
 bench "one-node-no-redis" "ws://127.0.0.1:$C/ws"
+if [ "$SOCKETIO" = 1 ]; then
+    sio_node() { # port
+        SILVERBACK_BENCH_NODE=$BENCH_NODE command node bench/node/socketio_fanout.mjs "127.0.0.1:$1" "$REDIS" \
+            >"$OUT/socketio-$1.log" 2>&1 &
+        PIDS+=("$!")
+        await_server "$!" "$1" || { echo "Socket.IO node on $1 did not start" >&2; exit 1; }
+    }
+    next_port; SA=$PORT; sio_node "$SA"
+    next_port; SB=$PORT; sio_node "$SB"
+    SIO='socket.io/?EIO=4&transport=websocket'
+    bench "socketio-two-nodes" "ws://127.0.0.1:$SA/$SIO" --spread-url "ws://127.0.0.1:$SB/$SIO" --socketio
+fi
 echo "raw results: $OUT"

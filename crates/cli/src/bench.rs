@@ -52,6 +52,12 @@ pub struct BenchArgs {
     /// a cluster sharing topics through Redis.
     #[arg(long, value_name = "URL")]
     pub spread_url: Vec<String>,
+    /// Fanout/rooms: speak Socket.IO (Engine.IO v4 over WebSocket) to a
+    /// Socket.IO server (bench/node/socketio_fanout.mjs): --url is its
+    /// `ws://HOST:PORT/socket.io/?EIO=4&transport=websocket`; messages
+    /// are `42["m","<hex header + filler>"]` text.
+    #[arg(long)]
+    pub socketio: bool,
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
     pub mode: Mode,

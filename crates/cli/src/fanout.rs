@@ -21,6 +21,14 @@
 //! received once). Latency is publish-to-delivery of the messages sent in
 //! the measured window; deliveries/s counts those received in it.
 //!
+//! With `--socketio` the same runs speak Socket.IO to a Socket.IO server
+//! (`bench/node/socketio_fanout.mjs`): each connection answers the
+//! Engine.IO open packet `0{...}` with `40` (connect to `/`), answers
+//! pings `2` with `3`, publishes `42["m","PAYLOAD"]` (text: the 20-byte
+//! header in hex, then filler up to `--size` characters) and counts the
+//! `42[...]` it receives; the server joins it to the room of its `topic`
+//! query parameter and broadcasts each `m` to that room.
+//!
 //! Setup: all connections are opened (at most `--connect-concurrency` at
 //! once), then a warm-up message is published (and re-published every
 //! 250 ms) on each topic until every connection has received one, so all
@@ -190,6 +198,8 @@ struct Shared {
     base: Instant,
     size: usize,
     members: usize,
+    /// Socket.IO framing (`--socketio`).
+    socketio: bool,
     fanout: bool,
     phase: Cell<Phase>,
     phase_changed: Notify,
@@ -252,14 +262,45 @@ pub(crate) fn cpu_secs(pid: &str) -> anyhow::Result<f64> {
     Ok(ticks as f64 / 100.0)
 }
 
-/// Appends one masked binary frame holding `payload`.
-fn push_frame(out: &mut BytesMut, key: [u8; 4], payload: &[u8]) {
+/// Appends one published message: a masked binary frame holding
+/// `payload`, or with `socketio` the text frame `42["m","HEX…"]` (the
+/// header in hex, then the filler).
+fn push_msg(out: &mut BytesMut, key: [u8; 4], payload: &[u8], socketio: bool) {
+    if !socketio {
+        return push_frame(out, key, OpCode::Binary, payload);
+    }
+    let mut text = Vec::with_capacity(payload.len() + HEADER + 16);
+    text.extend_from_slice(SIO_EVENT);
+    for b in &payload[..HEADER] {
+        text.extend_from_slice(format!("{b:02x}").as_bytes());
+    }
+    text.extend_from_slice(&payload[HEADER..]);
+    text.extend_from_slice(br#""]"#);
+    push_frame(out, key, OpCode::Text, &text);
+}
+
+/// The prefix of a Socket.IO `m` event (then the header in hex).
+const SIO_EVENT: &[u8] = br#"42["m",""#;
+
+/// The header of a Socket.IO `m` event's payload, from its hex.
+fn sio_header(packet: &[u8]) -> Option<[u8; HEADER]> {
+    let hex = packet.strip_prefix(SIO_EVENT)?.get(..HEADER * 2)?;
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut head = [0u8; HEADER];
+    for (i, h) in head.iter_mut().enumerate() {
+        *h = (digit(hex[2 * i])? << 4) | digit(hex[2 * i + 1])?;
+    }
+    Some(head)
+}
+
+/// Appends one masked frame.
+fn push_frame(out: &mut BytesMut, key: [u8; 4], opcode: OpCode, payload: &[u8]) {
     encode_header(
         out,
         &FrameHeader {
             fin: true,
             rsv: 0,
-            opcode: OpCode::Binary,
+            opcode,
             mask: Some(key),
             payload_len: payload.len() as u64,
         },
@@ -311,6 +352,7 @@ async fn run_local(args: &BenchArgs) -> anyhow::Result<FanoutReport> {
         base: Instant::now(),
         size,
         members,
+        socketio: args.socketio,
         fanout,
         phase: Cell::new(Phase::Connect),
         phase_changed: Notify::new(),
@@ -573,9 +615,12 @@ async fn read_loop(
     conn: &Conn,
     shared: &Shared,
 ) -> anyhow::Result<()> {
+    // What came with the handshake's response (a Socket.IO server's
+    // open packet) is handled before reading more.
+    let mut pending = !buf.is_empty();
     buf.reserve(4096);
     loop {
-        if rd.read_buf(&mut buf).await? == 0 {
+        if !std::mem::take(&mut pending) && rd.read_buf(&mut buf).await? == 0 {
             bail!("server closed the connection");
         }
         let now = shared.now_ns();
@@ -592,6 +637,31 @@ async fn read_loop(
                 break;
             }
             match h.opcode {
+                OpCode::Text if shared.socketio => {
+                    let packet = &buf[hlen..hlen + len];
+                    if let Some(head) = sio_header(packet) {
+                        on_message(conn, shared, &head, now);
+                    } else {
+                        // Engine.IO open → connect to `/`; ping → pong.
+                        let answer: &[u8] = match packet {
+                            [b'0', ..] => b"40",
+                            [b'2'] => b"3",
+                            [b'4', b'0', ..] => b"",
+                            [b'4', b'4', ..] => bail!("Socket.IO connect refused"),
+                            [b'1', ..] => bail!("Engine.IO close"),
+                            _ => {
+                                conn.errors.set(conn.errors.get() + 1);
+                                b""
+                            }
+                        };
+                        if !answer.is_empty() {
+                            let mut frame = BytesMut::new();
+                            push_frame(&mut frame, [0; 4], OpCode::Text, answer);
+                            conn.pongs.borrow_mut().extend_from_slice(&frame);
+                            pong = true;
+                        }
+                    }
+                }
                 OpCode::Text | OpCode::Binary => {
                     if !h.fin || len != shared.size {
                         conn.errors.set(conn.errors.get() + 1);
@@ -701,7 +771,7 @@ async fn write_loop(
             && shared.phase.get() == Phase::Warmup
         {
             stamp(&mut payload, WARM_ID, conn.room as u64, 0);
-            push_frame(&mut out, key, &payload);
+            push_msg(&mut out, key, &payload, shared.socketio);
             write_out(conn, &mut out).await?;
             let changed = shared.phase_changed.notified();
             let _ = tokio::time::timeout(Duration::from_millis(250), changed).await;
@@ -726,7 +796,7 @@ async fn write_loop(
                 let now = shared.now_ns();
                 for _ in 0..due.min(10_000) {
                     stamp(&mut payload, conn.id, conn.sent.get(), now);
-                    push_frame(&mut out, key, &payload);
+                    push_msg(&mut out, key, &payload, shared.socketio);
                     conn.sent.set(conn.sent.get() + 1);
                 }
                 write_out(conn, &mut out).await?;
@@ -745,7 +815,7 @@ async fn write_loop(
             let now = shared.now_ns();
             while conn.sent.get() < conn.own_echoes.get() + pipeline {
                 stamp(&mut payload, conn.id, conn.sent.get(), now);
-                push_frame(&mut out, key, &payload);
+                push_msg(&mut out, key, &payload, shared.socketio);
                 conn.sent.set(conn.sent.get() + 1);
             }
             write_out(conn, &mut out).await?;
@@ -829,6 +899,23 @@ mod tests {
         assert_eq!(t.observe(1000), Seen::Duplicate);
         assert_eq!(t.unique, 6);
         assert_eq!(t.next, 1001);
+    }
+
+    #[test]
+    fn socketio_events_carry_the_header_in_hex() {
+        let mut payload: Vec<u8> = (0..64).map(|i| b'a' + (i % 26) as u8).collect();
+        stamp(&mut payload, 7, 42, 123_456_789);
+        let mut out = BytesMut::new();
+        push_msg(&mut out, [0; 4], &payload, true);
+        let Ok(Decoded::Header(h, n)) = decode_header(&out) else {
+            panic!("a frame")
+        };
+        assert_eq!(h.opcode, OpCode::Text);
+        let text = &out[n..];
+        assert!(text.starts_with(br#"42["m",""#) && text.ends_with(br#""]"#));
+        assert_eq!(sio_header(text).unwrap()[..], payload[..HEADER]);
+        assert_eq!(sio_header(br#"42["m","zz"]"#), None);
+        assert_eq!(sio_header(b"40{}"), None);
     }
 
     #[test]

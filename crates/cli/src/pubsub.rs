@@ -7,11 +7,25 @@
 //!   same bytes), to each of them — the sender gets it too.
 //! - **Envelope mode** (subprotocol `pubsub.v1`): JSON requests and
 //!   replies, see [`silverback_hub::envelope`].
+//!
+//! **Pipelined publishes.** A connection has up to [`MAX_IN_FLIGHT`]
+//! publications (and [`MAX_IN_FLIGHT_BYTES`] of their data, but always
+//! one) in flight (a `FuturesOrdered` in its loop): the next
+//! message is read while earlier ones are still in the backplane (with
+//! Redis: waiting in, or on the way back from, the shard's pipeline).
+//! Each publication is handed to the backplane when it is first polled,
+//! and `FuturesOrdered` first-polls in push order, so the backplane gets
+//! them in the order they were read (the Redis backplane sends them in
+//! that order and never retries one). Their results are taken in that
+//! order too: a failure is logged and counted (raw) or answered with
+//! `{"op":"error",...}` (envelope); any other envelope request first waits
+//! for the publications before it, so replies keep the requests' order.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::{FuturesOrdered, StreamExt as _};
 use silverback::{CloseCode, Overflow, PreparedMessage, QueueLimits, WebSocket, WsSender};
 use silverback_hub::backplane::redis::RedisBackplane;
 use silverback_hub::envelope::{self, EnvelopeCodec, EnvelopeError, ErrorCode, Reply, Request};
@@ -20,6 +34,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The topic of a raw-mode connection whose URL names none.
 pub const DEFAULT_TOPIC: &str = "all";
+
+/// Most publications a connection has in flight (see the module docs).
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// Most bytes of data a connection has in flight (one publication may be
+/// larger: it is then alone).
+pub const MAX_IN_FLIGHT_BYTES: usize = 1 << 20;
 
 /// What `--slow-consumer` chooses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -174,19 +195,37 @@ impl PubSub {
             }
         }
         crate::serve::log_open(ws, peer, self.path(), Some("raw"), &topics.join(","));
+        let hub = &self.hub;
+        let mut in_flight = FuturesOrdered::new();
+        // Bytes of the messages in flight (shared by their topics: counted
+        // once, released by the first topic's publication).
+        let mut bytes = 0;
         let end = loop {
-            match ws.recv().await {
-                Ok(msg) => {
-                    let m = PreparedMessage::new(msg);
-                    for t in &topics {
-                        if let Err(e) = self.hub.publish(t, m.clone()).await {
-                            tracing::warn!(%peer, topic = %t, error = %e, "publish failed");
+            tokio::select! {
+                biased;
+                Some(n) = in_flight.next(), if !in_flight.is_empty() => bytes -= n,
+                r = ws.recv(), if in_flight.len() < MAX_IN_FLIGHT && bytes < MAX_IN_FLIGHT_BYTES => match r {
+                    Ok(msg) => {
+                        let mut len = msg.len();
+                        bytes += len;
+                        let m = PreparedMessage::new(msg);
+                        for t in &topics {
+                            let m = m.clone();
+                            let n = std::mem::take(&mut len);
+                            in_flight.push_back(async move {
+                                if let Err(e) = hub.publish(t, m).await {
+                                    tracing::warn!(%peer, topic = %t, error = %e, "publish failed");
+                                }
+                                n
+                            });
                         }
                     }
-                }
-                Err(e) => break e,
+                    Err(e) => break e,
+                },
             }
         };
+        // What was read was published: see it through.
+        while in_flight.next().await.is_some() {}
         crate::serve::log_end(ws, peer, &end);
     }
 
@@ -195,35 +234,77 @@ impl PubSub {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         crate::serve::log_open(ws, peer, self.path(), Some(envelope::PROTOCOL), "");
-        let end = loop {
-            match ws.recv().await {
-                Ok(msg) => {
-                    let reply = match msg.as_text() {
-                        Some(text) => self.request(text, sender, peer).await,
-                        None => Some(EnvelopeError::binary().into()),
-                    };
-                    if let Some(reply) = reply {
-                        // Through the queue: after what the hub queued
-                        // before it (e.g. the messages a `subscribe`
-                        // replayed), under the same limits.
-                        sender.offer(&PreparedMessage::new(reply.to_message()), &self.overflow);
-                    }
-                }
-                Err(e) => break e,
+        // Through the queue: after what the hub queued before it (e.g.
+        // the messages a `subscribe` replayed), under the same limits.
+        let reply = |reply: Option<Reply>| {
+            if let Some(reply) = reply {
+                sender.offer(&PreparedMessage::new(reply.to_message()), &self.overflow);
             }
         };
+        let publish = |topic: String, m: silverback::Message| async move {
+            let n = m.len();
+            match self.hub.publish(&topic, m).await {
+                Ok(_) => (None, n),
+                Err(e) => {
+                    let e = EnvelopeError::from(e);
+                    tracing::debug!(%peer, error = %e, "request refused");
+                    (Some(Reply::from(e)), n)
+                }
+            }
+        };
+        let mut in_flight = FuturesOrdered::new();
+        let mut bytes = 0;
+        let end = loop {
+            tokio::select! {
+                biased;
+                Some((r, n)) = in_flight.next(), if !in_flight.is_empty() => {
+                    bytes -= n;
+                    reply(r);
+                }
+                r = ws.recv(), if in_flight.len() < MAX_IN_FLIGHT && bytes < MAX_IN_FLIGHT_BYTES => match r {
+                    Ok(msg) => {
+                        let req = match msg.as_text() {
+                            Some(text) => Request::parse(text, self.max_topic_len),
+                            None => Err(EnvelopeError::binary()),
+                        };
+                        if let Ok(Request::Publish { topic, data }) = req {
+                            let m = envelope::publish_message(data);
+                            bytes += m.len();
+                            in_flight.push_back(publish(topic, m));
+                            continue;
+                        }
+                        // Replies in request order: the publications
+                        // before this request answer first.
+                        while let Some((r, _)) = in_flight.next().await {
+                            reply(r);
+                        }
+                        bytes = 0;
+                        reply(match req {
+                            Ok(req) => self.request(req, sender, peer).await,
+                            Err(e) => {
+                                tracing::debug!(%peer, error = %e, "bad request");
+                                Some(e.into())
+                            }
+                        });
+                    }
+                    Err(e) => break e,
+                },
+            }
+        };
+        while let Some((r, _)) = in_flight.next().await {
+            reply(r);
+        }
         crate::serve::log_end(ws, peer, &end);
     }
 
-    /// Handles one request; the reply, if any (a `publish` has none).
-    async fn request(&self, text: &str, sender: &WsSender, peer: SocketAddr) -> Option<Reply> {
-        let req = match Request::parse(text, self.max_topic_len) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "bad request");
-                return Some(e.into());
-            }
-        };
+    /// Handles one request but `publish` (pipelined by the caller); the
+    /// reply, if any.
+    async fn request(
+        &self,
+        req: Request<'_>,
+        sender: &WsSender,
+        peer: SocketAddr,
+    ) -> Option<Reply> {
         let r: Result<Option<Reply>, EnvelopeError> = match req {
             Request::Subscribe { topic, since } => {
                 let mut opts = SubscribeOptions::new()

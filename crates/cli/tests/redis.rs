@@ -4,6 +4,8 @@
 //!
 //! - three nodes: every message from any node reaches every subscriber on
 //!   every node exactly once, in order per publisher;
+//! - publishers that never wait for an answer (raw and envelope; the
+//!   server pipelines their publishes to Redis): the same, in order;
 //! - Redis SIGKILLed and restarted under load, with AOF (`appendfsync
 //!   always`: nothing acknowledged is lost, no reset) and without
 //!   persistence (subscribers are told `recovered:false` with a new epoch);
@@ -436,6 +438,87 @@ async fn three_nodes_deliver_every_message_exactly_once_in_order() {
     }
 }
 
+/// Publishers that never wait (the server has many of each connection's
+/// publishes in flight to Redis at once): an envelope publisher on one
+/// node, a raw one on the other, thousands of messages each; every
+/// subscriber on both nodes gets each exactly once, in publish order per
+/// publisher, and the envelope publisher gets no `error` (its `pong`, sent
+/// after all, comes first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pipelined_publishes_keep_their_order_across_nodes() {
+    let redis = RedisServer::start(false).await;
+    let nodes = [
+        node(&redis, &["--node-id", "a"]).await,
+        node(&redis, &["--node-id", "b"]).await,
+    ];
+    const PER_NODE: usize = 20;
+    const MESSAGES: u64 = 3000;
+    let (until_tx, until) = watch::channel(None);
+    let lists: Vec<Vec<String>> = (0..PER_NODE * 2)
+        .map(|k| vec![nodes[k % 2].ws_url.clone()])
+        .collect();
+    let subs = subscribers(&lists, &until).await;
+    for n in &nodes {
+        wait_presence(n, PER_NODE * 2).await;
+    }
+    let started = Instant::now();
+    // Publisher 0: pubsub.v1 on node a, every publish written at once.
+    let envelope = {
+        let url = nodes[0].ws_url.clone();
+        tokio::spawn(async move {
+            let mut ws = dial(&url).await.unwrap();
+            for i in 1..=MESSAGES {
+                let m = json!({"op":"publish","topic":TOPIC,"data":{"p":0,"i":i}});
+                send_json(&mut ws, m).await.unwrap();
+            }
+            send_json(&mut ws, json!({"op":"ping","id":1}))
+                .await
+                .unwrap();
+            let v = recv_json(&mut ws).await.unwrap();
+            assert_eq!(v, json!({"op":"pong","id":1}));
+        })
+    };
+    // Publisher 1: raw on node b (subscribed to the topic too: it gets
+    // its own messages back, in order).
+    let raw = {
+        let url = format!("{}?topic={TOPIC}", nodes[1].ws_url);
+        tokio::spawn(async move {
+            let d = Dialer::new().no_proxy();
+            let (mut ws, _) = timeout(IO_TIMEOUT, d.connect(&url)).await.unwrap().unwrap();
+            for i in 1..=MESSAGES {
+                let m = json!({"p":1,"i":i}).to_string();
+                ws.send(Message::text(m)).await.unwrap();
+            }
+            let mut next = 1;
+            while next <= MESSAGES {
+                let m = timeout(SCENARIO, ws.recv()).await.unwrap().unwrap();
+                let v: Value = serde_json::from_str(m.as_text().unwrap()).unwrap();
+                if v["p"] == 1 {
+                    assert_eq!(v["i"], next, "the raw publisher's own order");
+                    next += 1;
+                }
+            }
+        })
+    };
+    timeout(SCENARIO, envelope).await.unwrap().unwrap();
+    timeout(SCENARIO, raw).await.unwrap().unwrap();
+    let acked: HashMap<u64, Vec<u64>> =
+        [(0, (1..=MESSAGES).collect()), (1, (1..=MESSAGES).collect())].into();
+    until_tx.send_replace(Some(last_of(&acked)));
+    let got = collect(subs).await;
+    let f = figures(&acked, &got);
+    print(
+        "pipelined",
+        got.len(),
+        &f,
+        &format!("seconds={:.2}", started.elapsed().as_secs_f64()),
+    );
+    assert_eq!(f.published, 2 * MESSAGES);
+    assert_eq!((f.lost, f.duplicated, f.out_of_order), (0, 0, 0));
+    assert_eq!(f.delivered, 2 * MESSAGES * got.len() as u64);
+    assert!(got.iter().all(|g| g.resets.is_empty()));
+}
+
 /// Redis SIGKILLed under load and restarted; returns the figures.
 async fn redis_restart(aof: bool) {
     let name = if aof {
@@ -629,6 +712,54 @@ async fn readyz_is_503_while_draining_and_healthz_stays_200() {
 /// The hub API on two Redis shards: topics spread over both by
 /// rendezvous hashing, each published once to its shard and delivered to
 /// the other node in order; presence counts the other node.
+/// The hub API: thousands of publishes of one task in flight at once (a
+/// `FuturesOrdered`) get their offsets in the order they were issued, the
+/// backplane sends them in shared pipelines (fewer than the publishes),
+/// and a subscriber gets them in that order. (One thread: all are handed
+/// to the backplane in one poll of the `FuturesOrdered` before its writer
+/// runs, so the count of pipelines does not depend on timing.)
+#[tokio::test]
+async fn overlapping_publishes_share_pipelines_and_keep_their_order() {
+    use futures_util::stream::{FuturesOrdered, StreamExt as _};
+    use silverback_hub::backplane::redis::{BackplaneState, RedisBackplane};
+    use silverback_hub::Hub;
+    const N: u64 = 2000;
+    let redis = RedisServer::start(false).await;
+    let bp = RedisBackplane::builder([redis.url()]).build().unwrap();
+    let hub = Hub::builder().backplane(bp.clone()).build().unwrap();
+    timeout(
+        IO_TIMEOUT,
+        bp.state().wait_for(|s| *s == BackplaneState::Connected),
+    )
+    .await
+    .expect("connected")
+    .unwrap();
+    let (mut client, mut server) =
+        silverback::testing::pair(Default::default(), Default::default());
+    let tx = server.sender();
+    tokio::spawn(async move { while server.recv().await.is_ok() {} });
+    hub.subscribe(TOPIC, &tx, "sub").await.unwrap();
+    let mut in_flight: FuturesOrdered<_> = (1..=N)
+        .map(|i| hub.publish(TOPIC, Message::text(i.to_string())))
+        .collect();
+    let mut offsets = Vec::new();
+    while let Some(r) = timeout(SCENARIO, in_flight.next()).await.unwrap() {
+        offsets.push(r.unwrap().offset);
+    }
+    assert_eq!(offsets, (1..=N).collect::<Vec<_>>());
+    let stats = bp.stats();
+    assert_eq!(stats.publish_errors, 0);
+    assert!(
+        stats.publish_batches > 0 && stats.publish_batches < N / 2,
+        "{N} publishes in {} pipelines",
+        stats.publish_batches
+    );
+    for i in 1..=N {
+        let m = timeout(IO_TIMEOUT, client.recv()).await.unwrap().unwrap();
+        assert_eq!(m.as_text().unwrap(), i.to_string());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_spread_over_two_shards() {
     use silverback_hub::backplane::redis::{BackplaneState, RedisBackplane};

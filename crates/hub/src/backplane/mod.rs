@@ -99,6 +99,12 @@ pub trait Backplane: Send + Sync + 'static {
     /// Publishes `message` to `topic`, keeping it in history within
     /// `history` limits; returns its position. An error means the message
     /// was not published.
+    ///
+    /// Callers may have many publications in flight: the ones of a topic
+    /// whose futures were first polled in some order (e.g. pushed into a
+    /// `FuturesOrdered`) must get their offsets, and be delivered, in that
+    /// order. Take the message in hand at the first poll (the memory
+    /// backplane publishes there; the Redis one queues it for its writer).
     fn publish<'a>(
         &'a self,
         topic: &'a str,

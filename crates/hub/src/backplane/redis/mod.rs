@@ -3,8 +3,15 @@
 //! an outage, and presence.
 //!
 //! # How it works
-//! - **Publish** is one round trip per message to the topic's shard: a Lua
-//!   script (`EVALSHA`) increments the topic's offset counter, appends the
+//! - **Publish** is one Lua script per message on the topic's shard
+//!   (`EVALSHA`), sent by the shard's writer task: it takes every
+//!   publication waiting (up to 256) and sends them as one pipeline, in
+//!   the order [`publish`](Backplane::publish) was first polled, headed by
+//!   a `SCRIPT LOAD` of the script (cheap when cached), so an `EVALSHA`
+//!   never meets `NOSCRIPT` and nothing is retried: a publisher with many
+//!   publications in flight keeps its order. One pipeline is in flight
+//!   per shard; publications arriving meanwhile make the next one. The
+//!   script increments the topic's offset counter, appends the
 //!   message to the topic's Redis Stream (`XADD … MAXLEN ~ N`, N the
 //!   history limit, with a TTL: the history age, or
 //!   [`key_ttl`](RedisBuilder::key_ttl)) and `PUBLISH`es it with its
@@ -57,7 +64,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
 use silverback::{Message, PreparedMessage};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{timeout, Instant};
 
 use super::{Backplane, BoxFuture, Delivery};
@@ -91,6 +98,10 @@ pub struct RedisStats {
     pub resets: u64,
     /// Publications Redis did not take (the caller got an error).
     pub publish_errors: u64,
+    /// Pipelines sent by the publish writers (each carries every
+    /// publication that was waiting, up to 256): fewer than the
+    /// publications when they overlap.
+    pub publish_batches: u64,
 }
 
 /// Builds a [`RedisBackplane`] ([`RedisBackplane::builder`]).
@@ -172,6 +183,7 @@ impl RedisBuilder {
                 client,
                 config,
                 cmd: OnceLock::new(),
+                writer: OnceLock::new(),
                 topics: Mutex::new(HashMap::new()),
                 sink: Mutex::new(None),
                 written: Mutex::new(HashMap::new()),
@@ -199,6 +211,7 @@ impl RedisBuilder {
                 caught_up: AtomicU64::new(0),
                 resets: AtomicU64::new(0),
                 publish_errors: AtomicU64::new(0),
+                publish_batches: Arc::new(AtomicU64::new(0)),
             }),
         })
     }
@@ -267,6 +280,8 @@ struct Shared {
     caught_up: AtomicU64,
     resets: AtomicU64,
     publish_errors: AtomicU64,
+    /// Shared with the shards' publish writers.
+    publish_batches: Arc<AtomicU64>,
 }
 
 struct Shard {
@@ -278,6 +293,8 @@ struct Shard {
     config: ConnectionManagerConfig,
     /// Commands (publish, history, presence): reconnects by itself.
     cmd: OnceLock<ConnectionManager>,
+    /// The publish writer's queue (started on the first publication).
+    writer: OnceLock<mpsc::UnboundedSender<Job>>,
     /// Topics this node is interested in, with the last position delivered.
     topics: Mutex<HashMap<Arc<str>, Last>>,
     /// The PUB/SUB connection's sink while it is up.
@@ -448,6 +465,7 @@ impl RedisBackplane {
             caught_up: s.caught_up.load(Ordering::Relaxed),
             resets: s.resets.load(Ordering::Relaxed),
             publish_errors: s.publish_errors.load(Ordering::Relaxed),
+            publish_batches: s.publish_batches.load(Ordering::Relaxed),
         }
     }
 
@@ -477,6 +495,28 @@ impl Shared {
         let c = ConnectionManager::new_lazy_with_config(shard.client.clone(), shard.config.clone())
             .map_err(HubError::backplane)?;
         Ok(shard.cmd.get_or_init(|| c).clone())
+    }
+
+    /// The queue of the shard's publish writer, started if need be.
+    fn writer(&self, shard: &Shard) -> Result<mpsc::UnboundedSender<Job>, HubError> {
+        if let Some(w) = shard.writer.get() {
+            return Ok(w.clone());
+        }
+        let con = self.cmd(shard)?;
+        Ok(shard
+            .writer
+            .get_or_init(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(publish_writer(
+                    shard.name.clone(),
+                    con,
+                    rx,
+                    self.timeout,
+                    self.publish_batches.clone(),
+                ));
+                tx
+            })
+            .clone())
     }
 
     /// Runs a script with a bound on its time.
@@ -908,6 +948,72 @@ enum ReadEnd {
 
 /// Connects the shard's PUB/SUB connection, subscribes every topic and
 /// catches them up.
+/// A publication waiting for its shard's writer: the `EVALSHA` and where
+/// its answer goes.
+struct Job {
+    cmd: redis::Cmd,
+    reply: oneshot::Sender<Result<(u64, String), HubError>>,
+}
+
+/// Most publications in one pipeline.
+const MAX_BATCH: usize = 256;
+
+/// A shard's publish writer: sends the waiting publications as one
+/// pipeline (one in flight at a time, so pipelines cannot pass each
+/// other, even across a reconnect), headed by `SCRIPT LOAD` so that no
+/// `EVALSHA` of it meets `NOSCRIPT`. Nothing is retried: a failure is each
+/// publication's error. Ends when the backplane is dropped.
+async fn publish_writer(
+    name: String,
+    mut con: ConnectionManager,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    wait: Duration,
+    batches: Arc<AtomicU64>,
+) {
+    let mut replies = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.cmd("SCRIPT").arg("LOAD").arg(scripts::PUBLISH_LUA);
+        let mut job = Some(first);
+        while let Some(j) = job.take() {
+            pipe.add_command(j.cmd);
+            replies.push(j.reply);
+            if replies.len() < MAX_BATCH {
+                job = rx.try_recv().ok();
+            }
+        }
+        batches.fetch_add(1, Ordering::Relaxed);
+        let r = match timeout(wait, pipe.query_async::<Vec<redis::Value>>(&mut con)).await {
+            Ok(Ok(values)) if values.len() == replies.len() + 1 => Ok(values),
+            Ok(Ok(values)) => Err(format!(
+                "redis {name}: {} answers to {} commands",
+                values.len(),
+                replies.len() + 1
+            )),
+            Ok(Err(e)) => Err(format!("redis {name}: {e}")),
+            Err(_) => Err(format!("redis {name}: no answer in {wait:?}")),
+        };
+        match r {
+            Ok(values) => {
+                for (v, reply) in values.into_iter().skip(1).zip(replies.drain(..)) {
+                    let a = match redis::from_redis_value::<redis::RedisResult<(u64, String)>>(v) {
+                        Ok(Ok(a)) => Ok(a),
+                        Ok(Err(e)) => Err(HubError::backplane(e)),
+                        Err(e) => Err(HubError::backplane(e)),
+                    };
+                    let _ = reply.send(a);
+                }
+            }
+            Err(e) => {
+                for reply in replies.drain(..) {
+                    let _ = reply.send(Err(HubError::backplane(e.clone())));
+                }
+            }
+        }
+    }
+}
+
 async fn connect_shard(
     sh: &Shared,
     index: usize,
@@ -1033,17 +1139,32 @@ impl Backplane for RedisBackplane {
             let sh = &self.shared;
             let shard = sh.shard(topic);
             let stream_ttl = history.max_age.unwrap_or(sh.key_ttl);
-            let mut inv = scripts::PUBLISH.prepare_invoke();
-            inv.key(sh.key("o", topic))
-                .key(sh.key("e", topic))
-                .key(sh.key("s", topic))
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(scripts::PUBLISH.get_hash())
+                .arg(3)
+                .arg(sh.key("o", topic))
+                .arg(sh.key("e", topic))
+                .arg(sh.key("s", topic))
                 .arg(new_epoch())
                 .arg(encode_payload(message.message()))
                 .arg(history.max_messages)
                 .arg(millis(sh.key_ttl.max(stream_ttl)))
                 .arg(millis(stream_ttl))
                 .arg(sh.channel(topic));
-            match sh.run::<(u64, String)>(shard, inv).await {
+            // Queued at once (no await before): publications are sent in
+            // the order they were first polled.
+            let (reply, answer) = oneshot::channel();
+            let queued = sh.writer(shard).and_then(|w| {
+                w.send(Job { cmd, reply })
+                    .map_err(|_| HubError::backplane("redis writer stopped"))
+            });
+            let r = match queued {
+                Ok(()) => answer
+                    .await
+                    .unwrap_or_else(|_| Err(HubError::backplane("redis writer stopped"))),
+                Err(e) => Err(e),
+            };
+            match r {
                 Ok((offset, epoch)) => Ok(StreamPosition::new(offset, epoch)),
                 Err(e) => {
                     sh.publish_errors.fetch_add(1, Ordering::Relaxed);

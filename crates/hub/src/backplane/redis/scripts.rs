@@ -16,9 +16,12 @@ use redis::Script;
 /// history), the counter's TTL (ms), the stream's TTL (ms), the channel.
 /// Returns `{offset, epoch}`. The `PUBLISH` carries
 /// `OFFSET:EPOCH:MILLIS:PAYLOAD` (`MILLIS`: Redis' clock, for the lag).
-pub(super) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
+pub(super) static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(PUBLISH_LUA));
+
+/// The source of [`PUBLISH`] (the publish writer `SCRIPT LOAD`s it at the
+/// head of every pipeline it sends, so its `EVALSHA`s never meet
+/// `NOSCRIPT` and never need a retry that could reorder them).
+pub(super) const PUBLISH_LUA: &str = r#"
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   epoch = ARGV[1]
@@ -38,9 +41,7 @@ local t = redis.call('TIME')
 local ms = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('PUBLISH', ARGV[6], off .. ':' .. epoch .. ':' .. ms .. ':' .. ARGV[2])
 return {off, epoch}
-"#,
-    )
-});
+"#;
 
 /// History: `KEYS` = counter, epoch, stream; `ARGV` = a fresh epoch (the
 /// topic gets it if it has none: a Redis that lost its data shows a new
