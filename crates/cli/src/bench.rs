@@ -549,6 +549,17 @@ async fn storm(args: &BenchArgs) -> anyhow::Result<Report> {
             (ok, clean, errors)
         }));
     }
+    let (ok, clean, errors) = sum_counts(tasks).await?;
+    bar.finish_and_clear();
+    let secs = duration.as_secs_f64();
+    Ok(connect_report(args, secs, ok, clean, errors))
+}
+
+/// Sums the `(handshakes, clean closes, errors)` counts of the connect
+/// loops.
+pub(crate) async fn sum_counts(
+    tasks: Vec<tokio::task::JoinHandle<(u64, u64, u64)>>,
+) -> anyhow::Result<(u64, u64, u64)> {
     let (mut ok, mut clean, mut errors) = (0, 0, 0);
     for task in tasks {
         let (o, c, e) = task.await?;
@@ -556,9 +567,19 @@ async fn storm(args: &BenchArgs) -> anyhow::Result<Report> {
         clean += c;
         errors += e;
     }
-    bar.finish_and_clear();
-    let secs = duration.as_secs_f64();
-    Ok(Report {
+    Ok((ok, clean, errors))
+}
+
+/// The report of a `connect` run: `ok` handshakes in `secs`, `clean` of
+/// them closed cleanly.
+pub(crate) fn connect_report(
+    args: &BenchArgs,
+    secs: f64,
+    ok: u64,
+    clean: u64,
+    errors: u64,
+) -> Report {
+    Report {
         mode: "connect",
         url: args.url.clone(),
         conns: args.conns,
@@ -572,7 +593,7 @@ async fn storm(args: &BenchArgs) -> anyhow::Result<Report> {
         },
         errors,
         ..Default::default()
-    })
+    }
 }
 
 fn rss_bytes(pid: u32) -> anyhow::Result<u64> {

@@ -15,7 +15,7 @@ use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
 use silverback::{CloseCode, Dialer, H2Pool, Http2, Message};
 
-use crate::bench::{progress, BenchArgs, Mode, Report};
+use crate::bench::{connect_report, progress, sum_counts, BenchArgs, Mode, Report};
 
 /// Whether this module runs the benchmark.
 pub(crate) fn applies(args: &BenchArgs) -> bool {
@@ -97,13 +97,7 @@ async fn connect(args: &BenchArgs, dialer: Arc<Dialer>) -> anyhow::Result<Report
             (ok, clean, errors)
         }));
     }
-    let (mut ok, mut clean, mut errors) = (0, 0, 0);
-    for task in tasks {
-        let (o, c, e) = task.await?;
-        ok += o;
-        clean += c;
-        errors += e;
-    }
+    let (ok, clean, errors) = sum_counts(tasks).await?;
     let secs = start.elapsed().as_secs_f64();
     let cpu = match (cpu_before, server_cpu(args)?) {
         (Some(a), Some(b)) => Some(b - a),
@@ -111,21 +105,9 @@ async fn connect(args: &BenchArgs, dialer: Arc<Dialer>) -> anyhow::Result<Report
     };
     bar.finish_and_clear();
     Ok(Report {
-        mode: "connect",
-        url: args.url.clone(),
-        conns: args.conns,
-        seconds: secs,
-        handshakes: ok,
-        handshakes_per_sec: ok as f64 / secs,
-        clean_close_ratio: if ok == 0 {
-            0.0
-        } else {
-            clean as f64 / ok as f64
-        },
-        errors,
         server_cpu_secs: cpu,
         server_cpu_us_per_op: cpu.map(|c| c * 1e6 / ok.max(1) as f64),
-        ..Default::default()
+        ..connect_report(args, secs, ok, clean, errors)
     })
 }
 

@@ -15,9 +15,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::chromium::{self, read_request};
+use common::chromium;
 use common::Server;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -96,37 +95,6 @@ run()
 </script></body></html>
 "#;
 
-/// Serves the page on `/` and forwards the body of `POST /result`.
-async fn responder(listener: TcpListener, page: String, results: mpsc::UnboundedSender<String>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            return;
-        };
-        let page = page.clone();
-        let results = results.clone();
-        tokio::spawn(async move {
-            let Some((method, path, body)) = read_request(&mut stream).await else {
-                return;
-            };
-            let (status, ctype, body_out) = match (method.as_str(), path.as_str()) {
-                ("GET", "/") => ("200 OK", "text/html; charset=utf-8", page.into_bytes()),
-                ("POST", "/result") => {
-                    let _ = results.send(String::from_utf8_lossy(&body).into_owned());
-                    ("200 OK", "text/plain", b"thanks".to_vec())
-                }
-                _ => ("404 Not Found", "text/plain", b"not found".to_vec()),
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-                body_out.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(&body_out).await;
-            let _ = stream.shutdown().await;
-        });
-    }
-}
-
 /// The server's first log line whose message is `message` (bounded wait).
 async fn log_line(server: &Server, message: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -156,7 +124,7 @@ async fn chromium_echo_with_permessage_deflate() {
         .replace("__WS_URL__", &server.ws_url)
         .replace("__LARGE__", &LARGE.to_string());
     let (tx, mut results) = mpsc::unbounded_channel();
-    let responder = tokio::spawn(responder(listener, page, tx));
+    let responder = tokio::spawn(chromium::serve_page(listener, page, tx));
 
     let run = chromium::run_page(&page_url, &[], &mut results, BROWSER_TIMEOUT).await;
     responder.abort();

@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use common::chromium::{self, read_request};
 use common::{http_exchange, plain_request, Server};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -221,13 +220,7 @@ async fn responder(
                 }
                 _ => ("404 Not Found", "text/plain", b"not found".to_vec()),
             };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-                body_out.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(&body_out).await;
-            let _ = stream.shutdown().await;
+            chromium::respond(&mut stream, status, ctype, &body_out).await;
         });
     }
 }

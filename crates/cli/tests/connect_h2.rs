@@ -12,7 +12,7 @@ use std::convert::Infallible;
 
 use bytes::Bytes;
 use common::client_side::{run_connect, StdinEnd, TlsFiles};
-use common::{log_lines, Server};
+use common::{wait_for_lines, Server};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -198,27 +198,6 @@ async fn bench_http2_modes_run_over_h2() {
     }
     assert_eq!(seen.recv().await, Some(Version::HTTP_2));
     server.abort();
-}
-
-/// Lines of `server`'s log with message `message`, waited for (bounded).
-async fn wait_for_lines(server: &Server, message: &str, n: usize) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + common::IO_TIMEOUT;
-    loop {
-        let log = server.log();
-        let lines: Vec<String> = log_lines(&log, message)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} {message:?} lines, expected {n}:\n{log}",
-            lines.len()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 /// The library's Dialer, pooled over h2c, against `silverback serve`: ten

@@ -6,16 +6,19 @@
 //! Router upgrading with `silverback::axum::WebSocketUpgrade`. The peers come from
 //! `scripts/install-peers.sh`; a missing one fails the test.
 
+#[path = "../../silverback/tests/common/axum_app.rs"]
+mod axum_app;
 mod common;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::chromium::{self, read_request};
+use common::chromium;
 use common::client_side::TlsFiles;
-use common::{is_log_message, log_lines, repo_root, run_bounded, DrainReport, Running, Server};
-use tokio::io::AsyncWriteExt;
+use common::{
+    is_log_message, log_lines, repo_root, run_bounded, wait_for_lines, DrainReport, Running, Server,
+};
 use tokio::net::TcpListener;
 use tokio::process::Command;
 use tokio::sync::mpsc;
@@ -52,27 +55,6 @@ async fn run_client(server: &Server, args: &[&str]) -> String {
         server.log()
     );
     out.stdout
-}
-
-/// Waits (bounded) until the log holds `n` lines with message `message`.
-async fn wait_for_lines(server: &Server, message: &str, n: usize) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = server.log();
-        let lines: Vec<String> = log_lines(&log, message)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} {message:?} lines, expected {n}:\n{log}",
-            lines.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
@@ -286,37 +268,6 @@ run()
 </script></body></html>
 "#;
 
-/// Serves the page on `/` and forwards the body of `POST /result`.
-async fn responder(listener: TcpListener, page: String, results: mpsc::UnboundedSender<String>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            return;
-        };
-        let page = page.clone();
-        let results = results.clone();
-        tokio::spawn(async move {
-            let Some((method, path, body)) = read_request(&mut stream).await else {
-                return;
-            };
-            let (status, ctype, body_out) = match (method.as_str(), path.as_str()) {
-                ("GET", "/") => ("200 OK", "text/html; charset=utf-8", page.into_bytes()),
-                ("POST", "/result") => {
-                    let _ = results.send(String::from_utf8_lossy(&body).into_owned());
-                    ("200 OK", "text/plain", b"thanks".to_vec())
-                }
-                _ => ("404 Not Found", "text/plain", b"not found".to_vec()),
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-                body_out.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(&body_out).await;
-            let _ = stream.shutdown().await;
-        });
-    }
-}
-
 #[tokio::test]
 async fn chromium_wss_over_http2() {
     chromium::require();
@@ -333,18 +284,7 @@ async fn chromium_wss_over_http2() {
         "page report:\n{report}\n--- server log ---\n{}",
         server.log()
     );
-    assert!(!report.contains("FAIL"), "{context}");
-    for line in [
-        "ok: page fetched",
-        "ok: echo of 7 sizes, text and binary",
-        "close: code=1000 clean=true",
-        "done",
-    ] {
-        assert!(
-            report.lines().any(|l| l == line),
-            "missing {line:?}: {context}"
-        );
-    }
+    assert_page_passed(&report, &context);
     // The server's record: the WebSocket was a stream of the HTTP/2
     // connection, with permessage-deflate, closed by the browser with 1000.
     let opened = wait_for_lines(&server, "open", 1).await;
@@ -364,6 +304,23 @@ async fn chromium_wss_over_http2() {
     );
 }
 
+/// Asserts that the page's `report` says it passed every step (`context`
+/// shown on failure).
+fn assert_page_passed(report: &str, context: &str) {
+    assert!(!report.contains("FAIL"), "{context}");
+    for line in [
+        "ok: page fetched",
+        "ok: echo of 7 sizes, text and binary",
+        "close: code=1000 clean=true",
+        "done",
+    ] {
+        assert!(
+            report.lines().any(|l| l == line),
+            "missing {line:?}: {context}"
+        );
+    }
+}
+
 /// Loads the page in Chromium (certificate errors ignored); gives its
 /// report and what Chromium's NetLog holds.
 async fn chromium_run(
@@ -377,7 +334,7 @@ async fn chromium_run(
         .replace("__HTTPS_BASE__", https_base)
         .replace("__WSS_URL__", wss_url);
     let (tx, mut results) = mpsc::unbounded_channel();
-    let responder = tokio::spawn(responder(listener, page, tx));
+    let responder = tokio::spawn(chromium::serve_page(listener, page, tx));
     let dir = common::client_side::TempDir::new("netlog");
     let netlog = dir.0.join("netlog.json");
     let netlog_arg = format!("--log-net-log={}", netlog.display());
@@ -401,42 +358,14 @@ async fn chromium_run(
 
 #[tokio::test]
 async fn chromium_wss_over_http2_to_an_axum_router() {
-    use axum::routing::{any, get};
-    use axum::{Extension, Router};
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::service::TowerToHyperService;
-    use silverback::axum::WebSocketUpgrade;
 
     chromium::require();
-    let (tx, mut seen) = mpsc::unbounded_channel();
-    let app = Router::new()
-        .route("/", get(|| async { "page" }))
-        .route(
-            "/ws",
-            any(move |upgrade: WebSocketUpgrade| {
-                let tx = tx.clone();
-                async move {
-                    upgrade.on_upgrade(move |mut ws| async move {
-                        let end = loop {
-                            match ws.recv().await {
-                                Ok(msg) => {
-                                    if ws.send(msg).await.is_err() {
-                                        break ws.end();
-                                    }
-                                }
-                                Err(_) => break ws.end(),
-                            }
-                        };
-                        let _ = tx.send((ws.http_version(), ws.compression().is_some(), end));
-                    })
-                }
-            }),
-        )
-        .layer(Extension(
-            silverback::Upgrader::new()
-                .check_origin(|_| true)
-                .compression(silverback::DeflateConfig::default()),
-        ));
+    let upgrader = silverback::Upgrader::new()
+        .check_origin(|_| true)
+        .compression(silverback::DeflateConfig::default());
+    let (app, mut seen) = axum_app::echo_router(upgrader, silverback::Shutdown::new());
     // axum::serve has no TLS: the Router as a hyper service, behind rustls
     // with ALPN h2, on hyper-util's HTTP/1.1 + HTTP/2 server with extended
     // CONNECT on.
@@ -477,25 +406,14 @@ async fn chromium_wss_over_http2_to_an_axum_router() {
     )
     .await;
     server.abort();
-    assert!(!report.contains("FAIL"), "{report}");
-    for line in [
-        "ok: page fetched",
-        "ok: echo of 7 sizes, text and binary",
-        "close: code=1000 clean=true",
-        "done",
-    ] {
-        assert!(
-            report.lines().any(|l| l == line),
-            "missing {line:?}: {report}"
-        );
-    }
-    let (version, compressed, end) = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+    assert_page_passed(&report, &report);
+    let seen = tokio::time::timeout(Duration::from_secs(10), seen.recv())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(version, silverback::http::Version::HTTP_2, "{report}");
-    assert!(compressed, "no permessage-deflate");
-    let end = end.expect("ended");
+    assert_eq!(seen.version, silverback::http::Version::HTTP_2, "{report}");
+    assert!(seen.compressed, "no permessage-deflate");
+    let end = seen.end.expect("ended");
     assert!(
         end.is_clean() && end.close_code() == silverback::CloseCode::Normal,
         "{end:?}"

@@ -10,15 +10,15 @@ mod common;
 use std::collections::HashMap;
 use std::process::Stdio;
 
-use common::{http_exchange, is_log_message, plain_request, upgrade_request, Server, IO_TIMEOUT};
-use silverback::{ClientStream, CloseCode, Dialer, Message, WebSocket};
+use common::{
+    http_exchange, is_log_message, plain_request, recv, upgrade_request, Server, Ws, IO_TIMEOUT,
+};
+use silverback::{CloseCode, Dialer, Message};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::time::timeout;
 
 const PROMTOOL: &str = "/usr/bin/promtool";
-
-type Ws = WebSocket<ClientStream>;
 
 /// The series of an exposition: `name{labels as printed}` → value.
 fn parse(text: &str) -> HashMap<String, f64> {
@@ -84,13 +84,6 @@ async fn dial(url: &str) -> Ws {
         .expect("connect in time")
         .expect("connect");
     ws
-}
-
-async fn recv(ws: &mut Ws) -> Message {
-    timeout(IO_TIMEOUT, ws.recv())
-        .await
-        .expect("a message in time")
-        .expect("a message")
 }
 
 /// Waits until the server logged the end of `n` connections.

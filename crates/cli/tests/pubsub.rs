@@ -10,13 +10,11 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{repo_root, Running, Server, IO_TIMEOUT};
+use common::{recv, repo_root, Running, Server, Ws, IO_TIMEOUT};
 use serde_json::{json, Value};
-use silverback::{ClientStream, CloseCode, Dialer, Message, WebSocket};
+use silverback::{CloseCode, Dialer, Message};
 use tokio::process::Command;
 use tokio::time::timeout;
-
-type Ws = WebSocket<ClientStream>;
 
 async fn dial(url: &str, envelope: bool) -> Ws {
     let mut d = Dialer::new().no_proxy();
@@ -29,13 +27,6 @@ async fn dial(url: &str, envelope: bool) -> Ws {
         .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
     assert_eq!(ws.protocol(), envelope.then_some("pubsub.v1"));
     ws
-}
-
-async fn recv(ws: &mut Ws) -> Message {
-    timeout(IO_TIMEOUT, ws.recv())
-        .await
-        .expect("a message in time")
-        .expect("a message")
 }
 
 async fn send(ws: &mut Ws, m: Message) {

@@ -11,69 +11,10 @@ mod common;
 
 use std::time::Duration;
 
-use axum::routing::any;
-use axum::{Extension, Router};
+use common::axum_app::spawn_app;
 use common::within;
-use silverback::axum::WebSocketUpgrade;
 use silverback::http::Version;
 use silverback::{CloseCode, DeflateConfig, Dialer, Message, Shutdown, Upgrader};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-
-/// What the server side saw of one WebSocket.
-#[derive(Debug)]
-struct Seen {
-    version: Version,
-    protocol: Option<String>,
-    compressed: bool,
-    end: Option<silverback::End>,
-}
-
-/// An echo route on `/ws` (and a page on `/`), served by `axum::serve`
-/// with `upgrader` and `shutdown` as router extensions; each WebSocket's
-/// record is sent on the channel when it ends.
-async fn spawn_app(
-    upgrader: Upgrader,
-    shutdown: Shutdown,
-) -> (std::net::SocketAddr, mpsc::UnboundedReceiver<Seen>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let app = Router::new()
-        .route("/", axum::routing::get(|| async { "page" }))
-        .route(
-            "/ws",
-            any(move |upgrade: WebSocketUpgrade| {
-                let tx = tx.clone();
-                async move {
-                    let version = upgrade.http_version();
-                    upgrade.on_upgrade(move |mut ws| async move {
-                        assert_eq!(ws.http_version(), version);
-                        let end = loop {
-                            match ws.recv().await {
-                                Ok(msg) => {
-                                    if ws.send(msg).await.is_err() {
-                                        break ws.end();
-                                    }
-                                }
-                                Err(_) => break ws.end(),
-                            }
-                        };
-                        let _ = tx.send(Seen {
-                            version: ws.http_version(),
-                            protocol: ws.protocol().map(str::to_owned),
-                            compressed: ws.compression().is_some(),
-                            end,
-                        });
-                    })
-                }
-            }),
-        )
-        .layer(Extension(upgrader))
-        .layer(Extension(shutdown));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, rx)
-}
 
 #[tokio::test]
 async fn axum_http1_with_our_dialer_subprotocol_and_compression() {

@@ -3,15 +3,16 @@
 //! test's responder), then stopped with its whole process group. A missing
 //! chromium fails the test (never skipped).
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
+
+use super::client_side::TempDir;
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 const INSTALL_HINT: &str = "run scripts/install-peers.sh";
@@ -22,30 +23,6 @@ pub fn require() {
         std::path::Path::new(CHROMIUM).is_file(),
         "{CHROMIUM} not found; {INSTALL_HINT}"
     );
-}
-
-/// A temporary directory (Chromium's profile), removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "silverback-chromium-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("creating the profile directory");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// What a page run gave: its report (`None`: none within the limit) and
@@ -64,7 +41,8 @@ pub async fn run_page(
     results: &mut mpsc::UnboundedReceiver<String>,
     limit: Duration,
 ) -> PageRun {
-    let profile = TempDir::new();
+    // Chromium's profile, removed when dropped.
+    let profile = TempDir::new("chromium");
     let mut chromium = Command::new(CHROMIUM)
         .args([
             "--headless",
@@ -171,4 +149,47 @@ pub async fn read_request(stream: &mut TcpStream) -> Option<(String, String, Vec
         body.extend_from_slice(&chunk[..n]);
     }
     Some((method, path, body))
+}
+
+/// Writes one `Connection: close` HTTP/1.1 response (`status` such as
+/// `"200 OK"`) and shuts the stream down: the other half of
+/// [`read_request`].
+pub async fn respond(stream: &mut TcpStream, status: &str, ctype: &str, body: &[u8]) {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Serves `page` on `/` and forwards the body of `POST /result` to
+/// `results` (the page's report).
+pub async fn serve_page(
+    listener: TcpListener,
+    page: String,
+    results: mpsc::UnboundedSender<String>,
+) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let page = page.clone();
+        let results = results.clone();
+        tokio::spawn(async move {
+            let Some((method, path, body)) = read_request(&mut stream).await else {
+                return;
+            };
+            let (status, ctype, body_out) = match (method.as_str(), path.as_str()) {
+                ("GET", "/") => ("200 OK", "text/html; charset=utf-8", page.into_bytes()),
+                ("POST", "/result") => {
+                    let _ = results.send(String::from_utf8_lossy(&body).into_owned());
+                    ("200 OK", "text/plain", b"thanks".to_vec())
+                }
+                _ => ("404 Not Found", "text/plain", b"not found".to_vec()),
+            };
+            respond(&mut stream, status, ctype, &body_out).await;
+        });
+    }
 }

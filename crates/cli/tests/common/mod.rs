@@ -356,6 +356,39 @@ pub fn log_lines<'a>(log: &'a str, message: &str) -> Vec<&'a str> {
     log.lines().filter(|l| is_log_message(l, message)).collect()
 }
 
+/// Waits (at most [`IO_TIMEOUT`]) until `server`'s log holds `n` lines
+/// with message `message` (see [`log_lines`]); gives them.
+pub async fn wait_for_lines(server: &Server, message: &str, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        let log = server.log();
+        let lines: Vec<String> = log_lines(&log, message)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} {message:?} lines, expected {n}:\n{log}",
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A client WebSocket of the tests.
+pub type Ws = silverback::WebSocket<silverback::ClientStream>;
+
+/// The next message on `ws` (at most [`IO_TIMEOUT`]).
+pub async fn recv(ws: &mut Ws) -> silverback::Message {
+    timeout(IO_TIMEOUT, ws.recv())
+        .await
+        .expect("a message in time")
+        .expect("a message")
+}
+
 /// The counts of the server's drain report line, `N connections drained
 /// in Xs: A closed cleanly, B uncleanly, C forced`.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -25,6 +25,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
+/// An axum echo app (also included by the CLI's tests).
+#[cfg(feature = "axum")]
+pub mod axum_app;
 /// Servers and proxies for the client-side tests.
 pub mod dial;
 /// A hyper server that upgrades with `upgrade_hyper`.
