@@ -38,7 +38,8 @@
 #
 # Node peers: `ws` and `@trufflesuite/uws-js-unofficial` (uWebSockets.js
 # prebuilt addon) are installed with npm into .peers/bench-node when
-# missing; --install does only that and checks the addon loads.
+# missing (scripts/bench-node-lib.sh, shared with scripts/bench.sh);
+# --install does only that and checks the addon loads.
 #
 # Usage: scripts/bench-fanout.sh [--rounds N] [--duration S] [--warmup S]
 #          [--quick] [--servers a,b,..] [--scenarios fanout,rooms]
@@ -74,11 +75,6 @@ CLIENT_CPU=1
 PORT_BASE=29100
 OUTPUT=
 CHARTS=
-
-NODE_WS_VERSION=8.18.3
-UWS_PACKAGE=@trufflesuite/uws-js-unofficial
-UWS_VERSION=20.30.0-unofficial.0
-BENCH_NODE=${SILVERBACK_BENCH_NODE:-$ROOT/.peers/bench-node}
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "bench-fanout.sh: $*" >&2; exit 2; }
@@ -143,33 +139,13 @@ done
 uses_node() { [[ ",$SERVERS," == *,ws,* || ",$SERVERS," == *,uws,* ]]; }
 
 # ----- Node peers (npm, into .peers/bench-node) --------------------------------
-UWS_ADDON=
-install_node_peers() {
-    command -v node >/dev/null || die "node is needed for the ws and uws servers"
-    command -v npm >/dev/null || die "npm is needed to install the Node peers"
-    mkdir -p "$BENCH_NODE"
-    local have_ws have_uws
-    have_ws=$(node -p "require('$BENCH_NODE/node_modules/ws/package.json').version" 2>/dev/null || true)
-    have_uws=$(node -p "require('$BENCH_NODE/node_modules/$UWS_PACKAGE/package.json').version" 2>/dev/null || true)
-    if [ "$have_ws" != "$NODE_WS_VERSION" ] || [ "$have_uws" != "$UWS_VERSION" ]; then
-        echo "==> npm install ws@$NODE_WS_VERSION $UWS_PACKAGE@$UWS_VERSION into ${BENCH_NODE#"$ROOT"/}"
-        (cd "$BENCH_NODE" && { [ -f package.json ] || echo '{"name":"silverback-bench-peers","private":true}' >package.json; } \
-            && npm install --silent --no-audit --no-fund "ws@$NODE_WS_VERSION" "$UWS_PACKAGE@$UWS_VERSION")
-    fi
-    # The addon for this Node's ABI, loaded directly: the package's index
-    # would fall back to a pure-JS implementation if it failed.
-    UWS_ADDON=$BENCH_NODE/node_modules/$UWS_PACKAGE/binaries/uws_$(node -p 'process.platform + "_" + process.arch + "_" + process.versions.modules').node
-    [ -f "$UWS_ADDON" ] || die "no uWebSockets.js addon for this Node: $UWS_ADDON"
-    node -e "const u = require('$UWS_ADDON'); if (typeof u.App !== 'function') process.exit(1)" \
-        || die "the uWebSockets.js addon does not load: $UWS_ADDON"
-    echo "==> node $(node --version), ws $NODE_WS_VERSION, uWebSockets.js addon ${UWS_ADDON#"$ROOT"/} loads"
-}
+# shellcheck source=scripts/bench-node-lib.sh
+. "$ROOT/scripts/bench-node-lib.sh"
 if [ "$INSTALL_ONLY" = 1 ]; then
     install_node_peers
     exit 0
 fi
 if uses_node; then install_node_peers; fi
-export SILVERBACK_BENCH_NODE=$BENCH_NODE
 
 command -v taskset >/dev/null || die "taskset (util-linux) is needed"
 command -v python3 >/dev/null || die "python3 is needed for the report"
@@ -309,12 +285,9 @@ done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ----- the report --------------------------------------------------------------
-WS_VERSION=$(node -p "require('$BENCH_NODE/node_modules/ws/package.json').version" 2>/dev/null || echo "?")
-UWS_PKG_VERSION=$(node -p "require('$BENCH_NODE/node_modules/$UWS_PACKAGE/package.json').version" 2>/dev/null || echo "?")
-NODE_VERSION=$(node --version 2>/dev/null || echo "?")
+node_peer_versions
 export RESULTS RAW OUTPUT CHARTS ROUNDS DURATION WARMUP QUICK SERVERS INVOCATION LOAD_START LOAD_END \
-    SERVER_CPU CLIENT_CPU ROOT SIZE PIPELINE RATE ROOMS MEMBERS ROOM_RATE SOURCE_ADDRS WS_VERSION \
-    UWS_PKG_VERSION NODE_VERSION
+    SERVER_CPU CLIENT_CPU ROOT SIZE PIPELINE RATE ROOMS MEMBERS ROOM_RATE SOURCE_ADDRS
 CASES_STR=$(IFS=,; echo "${CASES[*]}")
 export CASES_STR
 python3 - <<'PY'

@@ -14,7 +14,7 @@
 # the Redis through @socket.io/redis-adapter 8.3 (bench/node/
 # socketio_fanout.mjs; the generator speaks Engine.IO v4 over WebSocket,
 # `bench --socketio`). Its npm packages go into .peers/bench-node when
-# missing (--install: only that).
+# missing (scripts/bench-node-lib.sh; --install: only that).
 #
 #   scripts/bench-redis.sh [--subscribers N] [--size BYTES] [--duration S]
 #                          [--pipeline N] [--rate MSG_PER_S] [--socketio]
@@ -28,6 +28,8 @@
 # goes to target/bench-results/redis-<date>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
+die() { echo "bench-redis.sh: $*" >&2; exit 1; }
 
 SUBSCRIBERS=2000
 SIZE=64
@@ -49,21 +51,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-BENCH_NODE=${SILVERBACK_BENCH_NODE:-$PWD/.peers/bench-node}
-SOCKETIO_PACKAGES=(socket.io@4.8.4 @socket.io/redis-adapter@8.3.0 redis@4.7.1)
-install_socketio() {
-    command -v node >/dev/null && command -v npm >/dev/null \
-        || { echo "node and npm are needed for --socketio" >&2; exit 1; }
-    local have
-    have=$(cd "$BENCH_NODE" 2>/dev/null && command node -p "['socket.io','@socket.io/redis-adapter','redis'].map(p => require(p + '/package.json').version).join(' ')" 2>/dev/null || true)
-    if [ "$have" != "4.8.4 8.3.0 4.7.1" ]; then
-        echo "==> npm install ${SOCKETIO_PACKAGES[*]} into ${BENCH_NODE#"$PWD"/}"
-        mkdir -p "$BENCH_NODE"
-        (cd "$BENCH_NODE" && { [ -f package.json ] || npm init -y >/dev/null; } \
-            && npm install --silent --no-audit --no-fund "${SOCKETIO_PACKAGES[@]}")
-    fi
-}
-if [ "$SOCKETIO" = 1 ]; then install_socketio; fi
+# shellcheck source=scripts/bench-node-lib.sh
+source scripts/bench-node-lib.sh
+if [ "$SOCKETIO" = 1 ]; then
+    npm_install_pinned socket.io@4.8.4 @socket.io/redis-adapter@8.3.0 redis@4.7.1
+fi
 if [ "$INSTALL_ONLY" = 1 ]; then exit 0; fi
 
 PORT_BASE=${PORT_BASE:-21000}
@@ -97,7 +89,7 @@ node() { # port [extra...]
 
 bench() { # name url [extra...]
     local name=$1 url=$2; shift 2
-    local before_ticks calls_before calls_after after_ticks
+    local before_ticks after_ticks
     before_ticks=$(cpu_ticks "$REDIS_PID")
     redis-cli -p "$REDIS_PORT" CONFIG RESETSTAT >/dev/null
     "$BIN" bench --mode fanout --url "$url" --subscribers "$SUBSCRIBERS" --size "$SIZE" \

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Comparative benchmark: silverback's echo server against the echo servers
 # of other Rust WebSocket libraries (bench/: tokio-tungstenite,
-# fastwebsockets) and a minimal raw "ceiling" (one read + one write per
+# fastwebsockets), of uWebSockets (uWebSockets.js on Node: bench/node/
+# echo_uws.mjs) and a minimal raw "ceiling" (one read + one write per
 # batch), all driven by `silverback bench` under the same conditions:
 #
 #   - the server pinned to one core (taskset -c SERVER_CPU), on a
 #     single-threaded runtime (`silverback serve --threads 1
-#     --no-compression -q`; the peers are current-thread tokio already);
+#     --no-compression -q`; the Rust peers are current-thread tokio
+#     already; uWebSockets.js runs on Node's one JavaScript thread);
 #   - the load generator pinned to another core (taskset -c CLIENT_CPU);
 #   - a fresh server process per run, on a fresh 127.0.0.1 port, polled
 #     until it accepts, measured, then killed;
@@ -27,8 +29,15 @@
 #
 # Output: a markdown report (BENCHMARKS.md; with --quick it goes to the
 # results folder only, so a smoke run never replaces real numbers) and the
-# raw JSON of every run under target/bench-results/<date>/. The pub/sub
-# fan-out section of BENCHMARKS.md (scripts/bench-fanout.sh) is kept.
+# raw JSON of every run under target/bench-results/<date>/ (in
+# CARGO_TARGET_DIR if set). The pub/sub fan-out section of BENCHMARKS.md
+# (scripts/bench-fanout.sh) is kept.
+#
+# Servers: silverback, tungstenite, fastwebsockets, uws, ceiling (the
+# default: these five), and baseline (below). uws needs node: npm `@trufflesuite/uws-js-unofficial`
+# (uWebSockets.js's prebuilt addon, loaded directly, never the package's
+# pure-JS fallback) is installed into .peers/bench-node when missing
+# (scripts/bench-node-lib.sh, shared with scripts/bench-fanout.sh).
 #
 # Usage: scripts/bench.sh [--rounds N] [--duration S] [--warmup S] [--quick]
 #          [--servers a,b,..] [--scenarios a,b,..] [--idle-conns N]
@@ -38,8 +47,8 @@
 # --baseline BIN adds a server `baseline`: another `silverback` binary (an
 # earlier commit's, built elsewhere) run exactly as `silverback` is, for
 # before/after comparisons (e.g. --servers silverback,baseline).
-# A full run (3 rounds of 10 s) takes about 15 minutes. Run it on an
-# otherwise idle machine with at least 2 cores.
+# A full run (3 rounds of 10 s, 5 servers) takes about 20 minutes. Run it
+# on an otherwise idle machine with at least 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -50,7 +59,7 @@ DURATION=10
 WARMUP=2
 QUICK=0
 BUILD=1
-SERVERS=silverback,tungstenite,fastwebsockets,ceiling
+SERVERS=silverback,tungstenite,fastwebsockets,uws,ceiling
 SCENARIOS=latency,pipelined,64k,1m,idle,connect
 IDLE_CONNS=10000
 SERVER_CPU=0
@@ -97,7 +106,7 @@ fi
 IFS=, read -r -a SERVER_LIST <<<"$SERVERS"
 IFS=, read -r -a SCENARIO_LIST <<<"$SCENARIOS"
 for s in "${SERVER_LIST[@]}"; do
-    case $s in silverback|tungstenite|fastwebsockets|ceiling) ;;
+    case $s in silverback|tungstenite|fastwebsockets|uws|ceiling) ;;
         baseline) [ -x "$BASELINE_BIN" ] || die "server baseline needs --baseline BIN" ;;
         *) die "unknown server: $s" ;;
     esac
@@ -105,6 +114,10 @@ done
 for s in "${SCENARIO_LIST[@]}"; do
     case $s in latency|pipelined|64k|1m|idle|connect) ;; *) die "unknown scenario: $s" ;; esac
 done
+
+# shellcheck source=scripts/bench-node-lib.sh
+. "$ROOT/scripts/bench-node-lib.sh"
+if [[ " ${SERVER_LIST[*]} " == *" uws "* ]]; then install_node_peers; fi
 
 command -v taskset >/dev/null || die "taskset (util-linux) is needed"
 command -v python3 >/dev/null || die "python3 is needed for the report"
@@ -165,6 +178,9 @@ start_server() { # server port log
         tungstenite) taskset -c "$SERVER_CPU" "$REL/tungstenite-echo" "$addr" >"$log" 2>&1 & ;;
         fastwebsockets) taskset -c "$SERVER_CPU" "$REL/fastwebsockets-echo" "$addr" >"$log" 2>&1 & ;;
         ceiling) taskset -c "$SERVER_CPU" "$REL/ceiling-echo" "$addr" >"$log" 2>&1 & ;;
+        # taskset execs node: $! is the node process (its RSS, its CPU).
+        uws) SILVERBACK_UWS_ADDON=$UWS_ADDON taskset -c "$SERVER_CPU" node "$ROOT/bench/node/echo_uws.mjs" \
+            "$addr" >"$log" 2>&1 & ;;
     esac
     await_server $! "$2"
 }
@@ -252,8 +268,9 @@ done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # The report.
+node_peer_versions
 export RESULTS RAW OUTPUT ROUNDS DURATION WARMUP QUICK IDLE_CONNS SERVERS SCENARIOS \
-    INVOCATION LOAD_START LOAD_END SERVER_CPU CLIENT_CPU ROOT BASELINE_BIN
+    INVOCATION LOAD_START LOAD_END SERVER_CPU CLIENT_CPU ROOT BASELINE_BIN UWS_ADDON
 python3 - <<'PY'
 import glob, json, os, platform, re, statistics, subprocess, datetime
 
@@ -348,6 +365,7 @@ NAMES = {
     "baseline": f"silverback baseline ({env.get('BASELINE_BIN', '')})",
     "tungstenite": f"tokio-tungstenite {ver('tokio-tungstenite')}",
     "fastwebsockets": f"fastwebsockets {ver('fastwebsockets')}",
+    "uws": f"uWebSockets.js {env['UWS_PKG_VERSION']} (Node {env['NODE_VERSION']})",
     "ceiling": "ceiling (raw, 1 read + 1 write)",
 }
 
@@ -375,6 +393,9 @@ w(f"| rustc | {sh('rustc', '--version')} |")
 w(f"| crates (Cargo.lock) | silverback {ver('silverback')}, tokio-tungstenite {ver('tokio-tungstenite')} "
   f"(tungstenite {ver('tungstenite')}), fastwebsockets {ver('fastwebsockets')}, hyper {ver('hyper')}, "
   f"tokio {ver('tokio')} |")
+if "uws" in servers:
+    w(f"| Node peer | Node {env['NODE_VERSION']}, npm `@trufflesuite/uws-js-unofficial` {env['UWS_PKG_VERSION']} "
+      f"(uWebSockets.js, its prebuilt addon `{os.path.basename(env.get('UWS_ADDON', '?'))}`) |")
 w(f"| pinning | server `taskset -c {env['SERVER_CPU']}`, load generator `taskset -c {env['CLIENT_CPU']}` |")
 w(f"| load average | {env['LOAD_START']} at start, {env['LOAD_END']} at end |")
 w("")
@@ -464,7 +485,11 @@ w(f"""- Servers: `silverback serve --threads 1 --no-compression -q` (current-thr
   + `next()`/`send()` loop (`examples/autobahn-server.rs`); fastwebsockets' hyper 1
   upgrade + `FragmentCollector` `read_frame`/`write_frame` in `task::unconstrained`
   (`examples/echo_server.rs`); the ceiling parses every frame of one read and answers
-  them all with one write. Every server sets `TCP_NODELAY`, as `silverback serve` does.
+  them all with one write. `bench/node/echo_uws.mjs`: uWebSockets.js (uWebSockets'
+  C++ core as a Node addon, loaded directly), `ws.send(message, isBinary)` from the
+  `message` handler on one Node thread, compression disabled, `idleTimeout: 0`.
+  Every server sets `TCP_NODELAY`, as `silverback serve` does (uWebSockets: its
+  uSockets layer, on every accepted socket).
 - Each run starts a fresh server process pinned to core {env['SERVER_CPU']} on a fresh 127.0.0.1 port,
   waits until the port accepts, runs `taskset -c {env['CLIENT_CPU']} silverback bench ... --json
   --no-progress` and kills the server. Servers take turns run by run (round-robin,

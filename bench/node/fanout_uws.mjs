@@ -3,36 +3,16 @@
 // topics, `ws.subscribe` on open and `app.publish` per message (the
 // app-level publish includes the sender).
 //
-// The addon is required directly (binaries/uws_linux_x64_115.node, the one
-// for Node 20's ABI): the package's index falls back to a pure-JS
-// implementation when the addon fails to load, which must never be what is
-// measured. Override the path with SILVERBACK_UWS_ADDON.
+// The addon is required directly (common.mjs, loadUws): never the
+// package's pure-JS fallback.
 //
 // Protocol: as fanout_ws.mjs (`silverback serve --pubsub`'s).
 //
 // Usage: node bench/node/fanout_uws.mjs 127.0.0.1:PORT
 
-import path from 'node:path';
-import { requirePeer, peersDir, listenAddr, topicsOf, MAX_PAYLOAD, exitOnSignals } from './common.mjs';
+import { loadUws, listenAddr, topicsOf, MAX_PAYLOAD, exitOnSignals } from './common.mjs';
 
-const addon =
-  process.env.SILVERBACK_UWS_ADDON ||
-  path.join(
-    peersDir,
-    'node_modules',
-    '@trufflesuite',
-    'uws-js-unofficial',
-    'binaries',
-    `uws_${process.platform}_${process.arch}_${process.versions.modules}.node`,
-  );
-let uWS;
-try {
-  uWS = requirePeer(addon);
-} catch (e) {
-  console.error(`cannot load the uWebSockets.js addon ${addon} (run scripts/bench-fanout.sh --install): ${e.message}`);
-  process.exit(1);
-}
-
+const uWS = loadUws();
 const { host, port } = listenAddr();
 const app = uWS.App();
 app.ws('/*', {
