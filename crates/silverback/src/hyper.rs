@@ -101,7 +101,7 @@ impl Upgrader {
             .keep_request_headers
             .then(|| Box::new(req.headers().clone()));
         let on_upgrade = negotiated.is_ok().then(|| hyper::upgrade::on(req));
-        let config = self.config;
+        let config = self.config.clone();
         async move {
             let (accepted, auth) = negotiated.map_err(refusal)?;
             let (accepted, identity) =
@@ -131,8 +131,12 @@ impl Upgrader {
                         Error::new(ErrorKind::Timeout(Timeout::Handshake))
                     })?
                     .map_err(|e| Error::new(ErrorKind::Io(std::io::Error::other(e))))?;
-                let mut ws =
-                    WebSocket::from_raw_socket(TokioIo::new(upgraded), Role::Server, config, &[]);
+                let mut ws = WebSocket::with_shared_config(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    config,
+                    &[],
+                );
                 ws.opened(protocol, deflate, target.path());
                 ws.set_http_version(version);
                 ws.upgrade = Some(Box::new(UpgradeInfo {

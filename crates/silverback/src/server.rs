@@ -103,7 +103,7 @@ type OriginCheck = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
 /// ```
 #[derive(Clone)]
 pub struct Upgrader {
-    pub(crate) config: Config,
+    pub(crate) config: Arc<Config>,
     check_origin: Option<OriginCheck>,
     subprotocols: Arc<[String]>,
     head_limits: HeadLimits,
@@ -149,7 +149,7 @@ impl Upgrader {
     /// An upgrader with the default settings.
     pub fn new() -> Self {
         Self {
-            config: Config::default(),
+            config: Arc::default(),
             check_origin: None,
             subprotocols: Arc::from(Vec::new()),
             head_limits: HeadLimits::default(),
@@ -161,50 +161,50 @@ impl Upgrader {
 
     /// Replaces all connection settings.
     pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
+        self.config = Arc::new(config);
         self
     }
 
     /// See [`Config::read_buffer_size`].
     pub fn read_buffer_size(mut self, n: usize) -> Self {
-        self.config = self.config.read_buffer_size(n);
+        self.config = Arc::new(self.config.read_buffer_size(n));
         self
     }
 
     /// See [`Config::write_buffer_size`].
     pub fn write_buffer_size(mut self, n: usize) -> Self {
-        self.config = self.config.write_buffer_size(n);
+        self.config = Arc::new(self.config.write_buffer_size(n));
         self
     }
 
     /// See [`Config::max_message_size`].
     pub fn max_message_size(mut self, n: usize) -> Self {
-        self.config = self.config.max_message_size(n);
+        self.config = Arc::new(self.config.max_message_size(n));
         self
     }
 
     /// See [`Config::max_frame_size`].
     pub fn max_frame_size(mut self, n: usize) -> Self {
-        self.config = self.config.max_frame_size(n);
+        self.config = Arc::new(self.config.max_frame_size(n));
         self
     }
 
     /// Accepts permessage-deflate offers with `deflate`
     /// ([`Config::compression`]).
     pub fn compression(mut self, deflate: DeflateConfig) -> Self {
-        self.config = self.config.compression(Some(deflate));
+        self.config = Arc::new(self.config.compression(Some(deflate)));
         self
     }
 
     /// See [`Config::handshake_timeout`].
     pub fn handshake_timeout(mut self, d: Duration) -> Self {
-        self.config = self.config.handshake_timeout(d);
+        self.config = Arc::new(self.config.handshake_timeout(d));
         self
     }
 
     /// See [`Config::close_timeout`].
     pub fn close_timeout(mut self, d: Duration) -> Self {
-        self.config = self.config.close_timeout(d);
+        self.config = Arc::new(self.config.close_timeout(d));
         self
     }
 
@@ -456,10 +456,10 @@ where
                     Ok(Err(e)) => return Err(Error::new(ErrorKind::Io(e))),
                     Ok(Ok(())) => {}
                 }
-                let mut ws = WebSocket::from_raw_socket(
+                let mut ws = WebSocket::with_shared_config(
                     self.stream,
                     Role::Server,
-                    upgrader.config,
+                    upgrader.config.clone(),
                     &self.buffered,
                 );
                 ws.opened(acc.protocol, acc.deflate, self.request.uri().path());

@@ -103,7 +103,9 @@ pub struct WebSocket<S> {
     io: S,
     /// The protocol: every decision, including how the connection ends.
     conn: Connection,
-    config: Config,
+    /// Shared with the [`Upgrader`](crate::Upgrader) (and every
+    /// connection it made): one copy per server, not per connection.
+    config: std::sync::Arc<Config>,
     timers: Timers,
     pings: Pings,
     /// Tasks to wake when the connection ends (split halves).
@@ -234,6 +236,17 @@ where
     /// `buffered` holds bytes read past the handshake (they belong to the
     /// WebSocket stream and are parsed first).
     pub fn from_raw_socket(io: S, role: Role, config: Config, buffered: &[u8]) -> Self {
+        Self::with_shared_config(io, role, std::sync::Arc::new(config), buffered)
+    }
+
+    /// [`from_raw_socket`](Self::from_raw_socket) with settings shared by
+    /// many connections.
+    pub(crate) fn with_shared_config(
+        io: S,
+        role: Role,
+        config: std::sync::Arc<Config>,
+        buffered: &[u8],
+    ) -> Self {
         let mut conn = Connection::with_config(role, config.proto());
         conn.receive_data(buffered);
         Self {
@@ -829,5 +842,30 @@ where
         self.start_close(CloseCode::Normal, "")?;
         ready!(self.poll_finish(cx, true));
         Poll::Ready(self.close_result())
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn probe() {
+        use std::mem::size_of;
+        eprintln!(
+            "ws {}",
+            size_of::<super::WebSocket<tokio::net::TcpStream>>()
+        );
+        eprintln!("conn {}", size_of::<silverback_proto::Connection>());
+        eprintln!("timers {}", size_of::<super::Timers>());
+        eprintln!("pings {}", size_of::<super::Pings>());
+        eprintln!("wakers {}", size_of::<super::WakerList>());
+        eprintln!(
+            "shutdown {}",
+            size_of::<Option<crate::shutdown::ShutdownGuard>>()
+        );
+        eprintln!("stats {}", size_of::<super::Stats>());
+        eprintln!("metrics {}", size_of::<super::ConnMetrics>());
+        eprintln!("deflate {}", size_of::<Option<super::DeflateParams>>());
+        eprintln!("span {}", size_of::<tracing::Span>());
+        eprintln!("ioerr {}", size_of::<Option<std::io::Error>>());
+        eprintln!("instant {}", size_of::<super::Instant>());
     }
 }
