@@ -220,7 +220,9 @@ pub struct Connection {
     life: Lifecycle,
     input: BytesMut,
     output: Output,
-    partial: Option<Partial>,
+    /// Boxed, like `recv_stream`: most connections are between messages
+    /// most of the time, and an idle connection should stay small.
+    partial: Option<Box<Partial>>,
     /// Opcode of the fragmented message being sent, if any.
     sending_fragmented: Option<OpCode>,
     extension: Option<Box<dyn Extension>>,
@@ -237,7 +239,7 @@ pub struct Connection {
     stream_next: bool,
     /// Whole compressed messages come out as [`Event::Encoded`].
     defer_decoding: bool,
-    recv_stream: Option<RecvStream>,
+    recv_stream: Option<Box<RecvStream>>,
     send_stream: Option<SendStream>,
 }
 
@@ -574,7 +576,7 @@ impl Connection {
                 if h.fin {
                     return self.finish(p).map(Some);
                 }
-                self.partial = Some(p);
+                self.partial = Some(Box::new(p));
                 Ok(None)
             }
             OpCode::Continuation => {
@@ -583,7 +585,7 @@ impl Connection {
                 };
                 self.append(&mut p, payload, h.fin)?;
                 if h.fin {
-                    return self.finish(p).map(Some);
+                    return self.finish(*p).map(Some);
                 }
                 self.partial = Some(p);
                 Ok(None)
@@ -809,7 +811,7 @@ impl Connection {
         self.input.advance(header_len);
         if h.opcode != OpCode::Continuation {
             self.stream_next = false;
-            self.recv_stream = Some(RecvStream {
+            self.recv_stream = Some(Box::new(RecvStream {
                 kind: if h.opcode == OpCode::Text {
                     MessageKind::Text
                 } else {
@@ -821,7 +823,7 @@ impl Connection {
                 discard: false,
                 announced: false,
                 frame: None,
-            });
+            }));
         }
         if let Some(s) = self.recv_stream.as_mut() {
             s.frame = Some(InFrame {

@@ -304,7 +304,7 @@ where
             }
             if !read && !self.conn.close_expected() {
                 // Another task (the reader half) reads; it wakes us.
-                self.finish_wakers.register(cx.waker());
+                self.register_finish_waker(cx.waker());
                 ready!(self.poll_close_timer(cx));
                 continue;
             }
@@ -391,12 +391,15 @@ where
         }
         self.conn.read_buf().clear();
         self.conn.shrink_buffers();
-        self.finish_wakers.wake_all();
-        self.write_wakers.wake_all();
+        if let Some(x) = self.extras.as_mut() {
+            x.finish_wakers.wake_all();
+            x.write_wakers.wake_all();
+        }
     }
 
     fn log_end(&self, end: &End) {
-        let _entered = self.span.enter();
+        let span = self.span();
+        let _entered = span.enter();
         let closed_by = match end.initiator() {
             Some(Initiator::Local) => "us",
             Some(Initiator::Remote) => "peer",

@@ -91,7 +91,9 @@ where
         if progress || res.is_ready() {
             // Output moved (or failed): whoever else waits to write must
             // look again; the transport only wakes the latest of us.
-            self.write_wakers.wake_others(cx.waker());
+            if let Some(x) = self.extras.as_mut() {
+                x.write_wakers.wake_others(cx.waker());
+            }
             if let Some(queue) = self.send_queue.as_ref() {
                 queue.set_unwritten(self.conn.output_len());
             }
@@ -106,7 +108,7 @@ where
             let backlog = self.buffered_amount();
             self.metrics.blocked(backlog);
         }
-        self.write_wakers.register(cx.waker());
+        self.extras_mut().write_wakers.register(cx.waker());
         if self
             .timers
             .poll_write_blocked(cx, self.config.write_timeout, progress)
