@@ -463,6 +463,7 @@ where
 }
 
 /// Runs an upgraded connection to its end: the echo loop, or pub/sub.
+#[allow(clippy::manual_async_fn)] // on purpose: see the comment inside
 fn run_opened<S>(mut opened: Option<Opened<S>>) -> impl std::future::Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
