@@ -31,7 +31,7 @@
 # results folder only, so a smoke run never replaces real numbers) and the
 # raw JSON of every run under target/bench-results/<date>/ (in
 # CARGO_TARGET_DIR if set). The pub/sub fan-out section of BENCHMARKS.md
-# (scripts/bench-fanout.sh) is kept.
+# (scripts/bench-fanout.sh) and the sections after it are kept.
 #
 # Servers: silverback, tungstenite, fastwebsockets, uws, ceiling (the
 # default: these five), and baseline (below). uws needs node: npm `@trufflesuite/uws-js-unofficial`
@@ -509,14 +509,16 @@ w(f"""- Servers: `silverback serve --threads 1 --no-compression -q` (current-thr
 """)
 
 text = "\n".join(out).rstrip() + "\n"
-# The pub/sub section of scripts/bench-fanout.sh, if the file has one, stays.
+# What follows the echo tables (the pub/sub section of
+# scripts/bench-fanout.sh and the sections after it: HTTP/2, metrics,
+# Redis), if the file has them, stays.
 try:
     old = open(env["OUTPUT"]).read()
 except FileNotFoundError:
     old = ""
-kept = re.search(r"<!-- fanout:begin.*?<!-- fanout:end -->\n?", old, re.S)
-if kept:
-    text = text + "\n" + kept.group(0)
+start = old.find("<!-- fanout:begin")
+if start >= 0:
+    text = text + "\n" + old[start:]
 with open(env["OUTPUT"], "w") as f:
     f.write(text)
 with open(os.path.join(env["RESULTS"], "summary.json"), "w") as f:
