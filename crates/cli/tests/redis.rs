@@ -57,6 +57,23 @@ async fn recv_json(ws: &mut Ws) -> Result<Value, silverback::Error> {
     Ok(serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
 }
 
+/// `N` nodes on `redis`, with node ids `a`, `b`, `c`, ...
+async fn nodes<const N: usize>(redis: &RedisServer) -> [Server; N] {
+    let mut out = Vec::with_capacity(N);
+    for k in 0..N {
+        let id = ((b'a' + k as u8) as char).to_string();
+        out.push(node(redis, &["--node-id", &id]).await);
+    }
+    out.try_into().unwrap_or_else(|_| unreachable!())
+}
+
+/// `count` subscribers' URL lists, each one node's, spread round-robin.
+fn round_robin(nodes: &[&Server], count: usize) -> Vec<Vec<String>> {
+    (0..count)
+        .map(|k| vec![nodes[k % nodes.len()].ws_url.clone()])
+        .collect()
+}
+
 async fn node(redis: &RedisServer, extra: &[&str]) -> Server {
     let url = redis.url();
     let mut args = vec![
@@ -382,17 +399,11 @@ fn last_of(acked: &HashMap<u64, Vec<u64>>) -> HashMap<u64, u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_deliver_every_message_exactly_once_in_order() {
     let redis = RedisServer::start(false).await;
-    let nodes = [
-        node(&redis, &["--node-id", "a"]).await,
-        node(&redis, &["--node-id", "b"]).await,
-        node(&redis, &["--node-id", "c"]).await,
-    ];
+    let nodes: [Server; 3] = nodes(&redis).await;
     const PER_NODE: usize = 40;
     const MESSAGES: u64 = 400;
     let (until_tx, until) = watch::channel(None);
-    let lists: Vec<Vec<String>> = (0..PER_NODE * 3)
-        .map(|k| vec![nodes[k % 3].ws_url.clone()])
-        .collect();
+    let lists = round_robin(&nodes.each_ref(), PER_NODE * 3);
     let subs = subscribers(&lists, &until).await;
     // Presence across nodes: every node counts every subscriber.
     for n in &nodes {
@@ -447,16 +458,11 @@ async fn three_nodes_deliver_every_message_exactly_once_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pipelined_publishes_keep_their_order_across_nodes() {
     let redis = RedisServer::start(false).await;
-    let nodes = [
-        node(&redis, &["--node-id", "a"]).await,
-        node(&redis, &["--node-id", "b"]).await,
-    ];
+    let nodes: [Server; 2] = nodes(&redis).await;
     const PER_NODE: usize = 20;
     const MESSAGES: u64 = 3000;
     let (until_tx, until) = watch::channel(None);
-    let lists: Vec<Vec<String>> = (0..PER_NODE * 2)
-        .map(|k| vec![nodes[k % 2].ws_url.clone()])
-        .collect();
+    let lists = round_robin(&nodes.each_ref(), PER_NODE * 2);
     let subs = subscribers(&lists, &until).await;
     for n in &nodes {
         wait_presence(n, PER_NODE * 2).await;
@@ -527,12 +533,9 @@ async fn redis_restart(aof: bool) {
         "redis_restart_no_persistence"
     };
     let mut redis = RedisServer::start(aof).await;
-    let a = node(&redis, &["--node-id", "a"]).await;
-    let b = node(&redis, &["--node-id", "b"]).await;
+    let [a, b] = nodes(&redis).await;
     let (until_tx, until) = watch::channel(None);
-    let lists: Vec<Vec<String>> = (0..20)
-        .map(|k| vec![[&a, &b][k % 2].ws_url.clone()])
-        .collect();
+    let lists = round_robin(&[&a, &b], 20);
     let subs = subscribers(&lists, &until).await;
     let (stop_tx, stop) = watch::channel(false);
     let (progress_tx, mut progress) = watch::channel((0u64, 0u64));
@@ -640,8 +643,7 @@ async fn redis_killed_and_restarted_without_persistence_tells_subscribers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clients_of_a_killed_node_recover_exactly_what_they_missed_on_another() {
     let redis = RedisServer::start(false).await;
-    let a = node(&redis, &["--node-id", "a"]).await;
-    let b = node(&redis, &["--node-id", "b"]).await;
+    let [a, b] = nodes(&redis).await;
     let (until_tx, until) = watch::channel(None);
     let lists: Vec<Vec<String>> = (0..20)
         .map(|_| vec![a.ws_url.clone(), b.ws_url.clone()])
