@@ -190,6 +190,43 @@ struct SendStream {
     utf8: Utf8Validator,
 }
 
+/// A [`Connection`] between messages, without its buffers: see
+/// [`Connection::suspend`].
+pub struct Suspended {
+    role: Role,
+    extension: Option<Box<dyn Extension>>,
+    close_handler: Option<CloseHandler>,
+    fixed_mask: Option<[u8; 4]>,
+    defer_decoding: bool,
+}
+
+impl fmt::Debug for Suspended {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Suspended")
+            .field("role", &self.role)
+            .field("extension", &self.extension.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Suspended {
+    /// The connection again, open, with `config`'s limits (not kept while
+    /// suspended: they are usually one copy for many connections).
+    pub fn resume(self, config: Config) -> Connection {
+        let mut conn = Connection::with_config(self.role, config);
+        conn.extension = self.extension;
+        conn.close_handler = self.close_handler;
+        conn.fixed_mask = self.fixed_mask;
+        conn.defer_decoding = self.defer_decoding;
+        conn
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+}
+
 /// One WebSocket connection, without I/O.
 ///
 /// Feed it what the transport reads ([`receive_data`](Self::receive_data)
@@ -1430,6 +1467,52 @@ impl Connection {
     /// the async layer, logs and metrics report.
     pub fn end(&self) -> Option<End> {
         self.life.end()
+    }
+
+    /// Whether [`suspend`](Self::suspend) would succeed: the connection is
+    /// open and between messages, with nothing received that is not yet
+    /// parsed and nothing queued to send.
+    pub fn is_suspendable(&self) -> bool {
+        self.life.is_untouched()
+            && self.input.is_empty()
+            && self.output.is_empty()
+            && self.partial.is_none()
+            && self.sending_fragmented.is_none()
+            && self.recv_stream.is_none()
+            && self.send_stream.is_none()
+            && !self.stream_next
+    }
+
+    /// The connection in its compact form, for holding many idle ones:
+    /// its buffers are freed and only what outlives a message is kept
+    /// (role, the negotiated extension with any compression context, the
+    /// close handler). Gives the connection back unchanged if it is not
+    /// [suspendable](Self::is_suspendable).
+    ///
+    /// ```
+    /// use silverback_proto::{Config, Connection, Event, Message, Role};
+    /// let mut server = Connection::new(Role::Server);
+    /// server.send_text("hi").unwrap();
+    /// // Something is queued to send: not yet.
+    /// let mut server = server.suspend().unwrap_err();
+    /// server.data_to_send();
+    /// let idle = server.suspend().expect("between messages");
+    /// let mut server = idle.resume(Config::default());
+    /// server.receive_data(&[0x81, 0x82, 1, 2, 3, 4, b'o' ^ 1, b'k' ^ 2]);
+    /// assert_eq!(server.next_event().unwrap(), Some(Event::Message(Message::text("ok"))));
+    /// ```
+    #[allow(clippy::result_large_err)] // gives the connection back as it was, no allocation
+    pub fn suspend(self) -> Result<Suspended, Self> {
+        if !self.is_suspendable() {
+            return Err(self);
+        }
+        Ok(Suspended {
+            role: self.role,
+            extension: self.extension,
+            close_handler: self.close_handler,
+            fixed_mask: self.fixed_mask,
+            defer_decoding: self.defer_decoding,
+        })
     }
 
     /// Whether the connection is over (see [`end`](Self::end)).

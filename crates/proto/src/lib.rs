@@ -56,7 +56,7 @@ mod prepared;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{CloseHandler, Config, Connection, Event, Role, State};
+pub use connection::{CloseHandler, Config, Connection, Event, Role, State, Suspended};
 pub use deferred::{EncodedMessage, MessageDecoder};
 pub use error::{ProtocolError, SendError};
 pub use frame::OpCode;

@@ -223,6 +223,12 @@ impl Lifecycle {
         }
     }
 
+    /// Open, and nothing of the end began: no Close sent or received, no
+    /// end of stream either way.
+    pub(crate) fn is_untouched(&self) -> bool {
+        self.closing.is_none() && matches!(self.transport, Transport::Open) && !self.eof_received
+    }
+
     fn life(&self) -> &Life {
         self.closing.as_deref().unwrap_or(&Life::Open)
     }

@@ -43,6 +43,11 @@ pub(crate) struct Output {
 }
 
 impl Output {
+    /// Nothing is queued (not even an end marker).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.segments.is_empty() && self.tail.is_empty()
+    }
+
     /// The contiguous buffer new frames are encoded into.
     pub(crate) fn tail_mut(&mut self) -> &mut BytesMut {
         &mut self.tail

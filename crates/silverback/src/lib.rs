@@ -218,6 +218,14 @@
 //! peer, to test timeouts, keepalive and shutdown deadlines on tokio's
 //! paused clock, in virtual time.
 //!
+//! ## Many idle connections
+//! A running connection costs its task, the runtime's registration of its
+//! socket and its timers (about 2 KiB with the `WebSocket`). On unix,
+//! [`park::Parking`] holds idle plain-TCP connections in about a quarter of
+//! that, without a task, and hands each back as a `WebSocket` when
+//! something arrives, for its keepalive Ping or idle timeout, or when the
+//! server shuts down (`silverback serve` parks its idle echo connections).
+//!
 //! ## Compression
 //! permessage-deflate (RFC 7692) is negotiated when
 //! [`Config::compression`] is set, on both sides, with every parameter
@@ -268,6 +276,8 @@ mod json;
 pub mod metrics;
 #[cfg(not(feature = "metrics"))]
 mod metrics;
+#[cfg(unix)]
+pub mod park;
 mod proxy;
 mod request;
 mod server;

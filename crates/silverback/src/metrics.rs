@@ -41,15 +41,22 @@
 
 #![cfg_attr(not(feature = "metrics"), allow(dead_code))]
 
+#[cfg(all(unix, feature = "metrics"))]
+pub(crate) use imp::parked;
 #[cfg(feature = "metrics")]
 pub use imp::{connection_rejected, describe, register, RejectReason};
 #[cfg(feature = "metrics")]
 pub(crate) use imp::{rejected, rejected_timeout, ConnMetrics};
+#[cfg(all(unix, not(feature = "metrics")))]
+pub(crate) use off::parked;
 #[cfg(not(feature = "metrics"))]
 pub(crate) use off::{rejected, rejected_timeout, ConnMetrics};
 
 /// `silverback_connections_active`.
 pub const CONNECTIONS_ACTIVE: &str = "silverback_connections_active";
+/// `silverback_connections_parked` (see [`crate::park`]).
+#[cfg(unix)]
+pub const CONNECTIONS_PARKED: &str = "silverback_connections_parked";
 /// `silverback_connections_total`.
 pub const CONNECTIONS_TOTAL: &str = "silverback_connections_total";
 /// `silverback_messages_received_total`.
@@ -381,6 +388,15 @@ mod imp {
         }
     }
 
+    /// Connections went into a parking (`n` > 0) or out of it.
+    #[cfg(unix)]
+    pub(crate) fn parked(n: f64) {
+        static PARKED: OnceLock<Gauge> = OnceLock::new();
+        PARKED
+            .get_or_init(|| gauge!(CONNECTIONS_PARKED))
+            .increment(n);
+    }
+
     /// Registers the per-connection series of `role` now (at zero), so an
     /// exporter shows them before the first connection. Optional.
     ///
@@ -436,6 +452,11 @@ mod imp {
     pub fn describe() {
         use metrics::{describe_counter, describe_gauge, describe_histogram};
         describe_gauge!(CONNECTIONS_ACTIVE, "Open WebSocket connections.");
+        #[cfg(unix)]
+        describe_gauge!(
+            CONNECTIONS_PARKED,
+            "Open connections held idle in a parking (counted in the active ones too)."
+        );
         describe_counter!(
             CONNECTIONS_TOTAL,
             "WebSocket opening handshakes, accepted or rejected (with the reason class)."
@@ -517,6 +538,9 @@ mod off {
         pub(crate) fn ended(&mut self, _: Option<&End>, _: Option<f64>) {}
     }
 
+    #[cfg(unix)]
+    #[inline(always)]
+    pub(crate) fn parked(_: f64) {}
     #[inline(always)]
     pub(crate) fn rejected(_: &Rejection) {}
     #[inline(always)]

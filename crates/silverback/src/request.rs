@@ -34,15 +34,31 @@ pub(crate) struct UpgradeInfo {
 
 impl UpgradeInfo {
     /// The part of `uri` to keep: its path and query, in a buffer of their
-    /// own (so that nothing else of the request stays allocated).
+    /// own (so that nothing else of the request stays allocated), shared
+    /// with the previous connection's when it is the same target (most
+    /// connections of a server come to one endpoint: one buffer for all,
+    /// not one each).
     pub(crate) fn target_of(uri: &http::Uri) -> PathAndQuery {
-        match uri.path_and_query() {
-            Some(pq) => PathAndQuery::from_maybe_shared(bytes::Bytes::copy_from_slice(
+        let Some(pq) = uri.path_and_query() else {
+            return PathAndQuery::from_static("/");
+        };
+        thread_local! {
+            /// The last target made on this thread.
+            static LAST: std::cell::RefCell<Option<PathAndQuery>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            if let Some(t) = last.as_ref().filter(|t| t.as_str() == pq.as_str()) {
+                return t.clone();
+            }
+            let t = PathAndQuery::from_maybe_shared(bytes::Bytes::copy_from_slice(
                 pq.as_str().as_bytes(),
             ))
-            .unwrap_or_else(|_| PathAndQuery::from_static("/")),
-            None => PathAndQuery::from_static("/"),
-        }
+            .unwrap_or_else(|_| PathAndQuery::from_static("/"));
+            *last = Some(t.clone());
+            t
+        })
     }
 }
 
@@ -159,6 +175,17 @@ mod tests {
     fn upgrade_info_is_small() {
         // One cache line per server connection (plus the target's bytes).
         assert!(std::mem::size_of::<UpgradeInfo>() <= 64);
+    }
+
+    #[test]
+    fn connections_to_one_target_share_its_bytes() {
+        let uri: http::Uri = "/ws?room=1".parse().unwrap();
+        let (a, b) = (UpgradeInfo::target_of(&uri), UpgradeInfo::target_of(&uri));
+        assert_eq!(a.as_str().as_ptr(), b.as_str().as_ptr());
+        let other = UpgradeInfo::target_of(&"/ws?room=2".parse().unwrap());
+        assert_eq!(other.as_str(), "/ws?room=2");
+        assert_ne!(other.as_str().as_ptr(), a.as_str().as_ptr());
+        assert_eq!(a.as_str(), "/ws?room=1");
     }
 
     #[test]

@@ -143,10 +143,15 @@ impl Shutdown {
         self.inner.tracked.fetch_add(1, Ordering::Relaxed);
         ws.set_shutdown(ShutdownGuard {
             inner: self.inner.clone(),
-            drain: Box::pin(self.inner.drain.clone().cancelled_owned()),
+            drain: None,
             force: None,
             done: AtomicBool::new(false),
         });
+    }
+
+    /// Whether `other` is a handle to the same shutdown.
+    pub(crate) fn same(&self, other: &Shutdown) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Whether the shutdown began.
@@ -220,7 +225,8 @@ impl Shutdown {
 /// What a tracked connection holds.
 pub(crate) struct ShutdownGuard {
     inner: Arc<Inner>,
-    drain: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Made on the first poll (and dropped while the connection is parked).
+    drain: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     /// Made once the drain began (the deadline always comes after it).
     force: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     done: AtomicBool,
@@ -235,10 +241,13 @@ pub(crate) enum Signal {
 
 impl ShutdownGuard {
     pub(crate) fn poll_signal(&mut self, cx: &mut Context<'_>) -> Signal {
-        if self.drain.as_mut().poll(cx).is_pending() {
+        let inner = &self.inner;
+        let drain = self
+            .drain
+            .get_or_insert_with(|| Box::pin(inner.drain.clone().cancelled_owned()));
+        if drain.as_mut().poll(cx).is_pending() {
             return Signal::None;
         }
-        let inner = &self.inner;
         let force = self
             .force
             .get_or_insert_with(|| Box::pin(inner.force.clone().cancelled_owned()));
@@ -246,6 +255,25 @@ impl ShutdownGuard {
             Signal::Force
         } else {
             Signal::Drain
+        }
+    }
+
+    /// Whether the shutdown began.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.inner.drain.is_cancelled()
+    }
+
+    /// The connection is parked (no task polls it): its wake-up futures
+    /// are freed, made again on the next poll.
+    pub(crate) fn park(&mut self) {
+        self.drain = None;
+        self.force = None;
+    }
+
+    /// The [`Shutdown`] this connection belongs to.
+    pub(crate) fn handle(&self) -> Shutdown {
+        Shutdown {
+            inner: self.inner.clone(),
         }
     }
 
@@ -329,6 +357,18 @@ pub struct Stats {
     pub age: std::time::Duration,
     /// permessage-deflate was negotiated.
     pub(crate) compressed: bool,
+}
+
+/// What a connection counts itself (the rest of [`Stats`] is computed
+/// when asked).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) messages_in: u64,
+    pub(crate) messages_out: u64,
+    pub(crate) payload_in: u64,
+    pub(crate) payload_out: u64,
 }
 
 impl Stats {

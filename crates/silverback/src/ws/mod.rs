@@ -8,6 +8,8 @@
 //! - `pings.rs`: pings awaiting their Pong, round-trip times.
 
 mod drive;
+#[cfg(unix)]
+mod frozen;
 mod io;
 mod pings;
 mod sender;
@@ -31,12 +33,14 @@ use tokio::time::Instant;
 
 use crate::error::{Error, ErrorKind};
 use crate::metrics::ConnMetrics;
-use crate::shutdown::{ShutdownGuard, Stats};
+use crate::shutdown::{Counters, ShutdownGuard, Stats};
 use crate::split::WakerList;
 use crate::Config;
 use silverback_proto::extension::deflate::{DeflateParams, PerMessageDeflate};
 
 pub(crate) use drive::Received;
+#[cfg(unix)]
+pub(crate) use frozen::Frozen;
 use pings::Pings;
 pub use pings::PongFuture;
 use sender::SendQueue;
@@ -117,7 +121,7 @@ pub struct WebSocket<S> {
     /// source of an abnormal close.
     io_error: Option<std::io::Error>,
     flags: Flags,
-    stats: Stats,
+    stats: Counters,
     /// What this connection records (feature `metrics`; nothing without).
     metrics: ConnMetrics,
     deflate: Option<DeflateParams>,
@@ -288,7 +292,7 @@ where
             send_queue: None,
             io_error: None,
             flags: Flags::default(),
-            stats: Stats::default(),
+            stats: Counters::default(),
             metrics: ConnMetrics::new(role),
             deflate: None,
             opened: Instant::now(),
@@ -351,13 +355,20 @@ where
     /// # }
     /// ```
     pub fn stats(&self) -> Stats {
-        let mut stats = self.stats;
-        stats.last_rtt = self.pings.last_rtt();
-        stats.buffered = self.buffered_amount();
-        stats.dropped = self.send_queue.as_ref().map_or(0, |q| q.dropped());
-        stats.age = self.opened.elapsed();
-        stats.compressed = self.deflate.is_some();
-        stats
+        let c = self.stats;
+        Stats {
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+            messages_in: c.messages_in,
+            messages_out: c.messages_out,
+            payload_in: c.payload_in,
+            payload_out: c.payload_out,
+            last_rtt: self.pings.last_rtt(),
+            buffered: self.buffered_amount(),
+            dropped: self.send_queue.as_ref().map_or(0, |q| q.dropped()),
+            age: self.opened.elapsed(),
+            compressed: self.deflate.is_some(),
+        }
     }
 
     /// The core handed out `ev`: counted (a data event is charged the
@@ -884,6 +895,6 @@ mod tests {
     #[test]
     fn an_idle_websocket_stays_small() {
         let size = std::mem::size_of::<super::WebSocket<tokio::net::TcpStream>>();
-        assert!(size <= 704, "WebSocket<TcpStream> is {size} bytes");
+        assert!(size <= 640, "WebSocket<TcpStream> is {size} bytes");
     }
 }

@@ -78,6 +78,20 @@ impl Pings {
         self.last_rtt.filter(|_| measured)
     }
 
+    /// Nothing awaits a Pong: what a parked connection keeps (the last
+    /// round-trip time), or `None` if something does.
+    pub(crate) fn park(&self) -> Option<Option<Duration>> {
+        (self.pending.is_empty() && self.keepalive.is_none()).then_some(self.last_rtt)
+    }
+
+    /// The pings of a connection taken out of its parking.
+    pub(crate) fn resumed(last_rtt: Option<Duration>) -> Self {
+        Self {
+            last_rtt,
+            ..Self::default()
+        }
+    }
+
     /// The round-trip time of the last answered ping (keepalive or not).
     pub(crate) fn last_rtt(&self) -> Option<Duration> {
         self.last_rtt

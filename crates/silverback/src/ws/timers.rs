@@ -28,13 +28,14 @@ struct Keepalive {
     timer: Pin<Box<Sleep>>,
     /// A keepalive ping is out and nothing was received since.
     waiting: bool,
-    counter: u32,
 }
 
 pub(crate) struct Timers {
     /// When something was last received (keepalive and idle timeout).
     last_rx: Instant,
     keepalive: Option<Keepalive>,
+    /// Keepalive pings sent (their payload).
+    counter: u32,
     idle: Option<Pin<Box<Sleep>>>,
     write: Option<Pin<Box<Sleep>>>,
     close: Option<Pin<Box<Sleep>>>,
@@ -42,9 +43,17 @@ pub(crate) struct Timers {
 
 impl Timers {
     pub(crate) fn new() -> Self {
+        Self::resumed(Instant::now(), 0)
+    }
+
+    /// The timers of a connection taken out of its parking: only when
+    /// something was last received and the keepalive count are kept (the
+    /// timers are made again from them when polled).
+    pub(crate) fn resumed(last_rx: Instant, counter: u32) -> Self {
         Self {
-            last_rx: Instant::now(),
+            last_rx,
             keepalive: None,
+            counter,
             idle: None,
             write: None,
             close: None,
@@ -100,7 +109,6 @@ impl Timers {
         let ka = self.keepalive.get_or_insert_with(|| Keepalive {
             timer: Box::pin(tokio::time::sleep_until(last_rx + interval)),
             waiting: false,
-            counter: 0,
         });
         while ka.timer.as_mut().poll(cx).is_ready() {
             if ka.waiting {
@@ -109,10 +117,10 @@ impl Timers {
             let now = Instant::now();
             let due = last_rx + interval;
             if now >= due {
-                ka.counter = ka.counter.wrapping_add(1);
+                self.counter = self.counter.wrapping_add(1);
                 ka.waiting = true;
                 ka.timer.as_mut().reset(now + ping_timeout);
-                return Some(Due::Ping(ka.counter));
+                return Some(Due::Ping(self.counter));
             }
             // Something arrived since the timer was set: wait the rest.
             ka.timer.as_mut().reset(due);
@@ -159,6 +167,25 @@ impl Timers {
         self.close
             .as_mut()
             .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
+    }
+
+    /// What a parked connection keeps (`None`: a keepalive Ping awaits
+    /// its answer, or a write or close is under way: not parkable).
+    pub(crate) fn park(&self) -> Option<(Instant, u32)> {
+        let waiting = self.keepalive.as_ref().is_some_and(|ka| ka.waiting);
+        (!waiting && self.write.is_none() && self.close.is_none())
+            .then_some((self.last_rx, self.counter))
+    }
+
+    /// When a parked connection with `last_rx` must be polled again: its
+    /// next keepalive Ping, or its idle timeout.
+    pub(crate) fn next_due(last_rx: Instant, config: &Config) -> Option<Instant> {
+        let ping = config.ping_interval.map(|i| last_rx + i);
+        let idle = config.idle_timeout.map(|i| last_rx + i);
+        match (ping, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The connection ended: free every timer.
