@@ -152,6 +152,7 @@ mod imp {
             "messages_out": sum(m::MESSAGES_SENT),
             "bytes_in": sum(m::BYTES_RECEIVED),
             "bytes_out": sum(m::BYTES_SENT),
+            "parked": unlabelled(&text, m::CONNECTIONS_PARKED) as u64,
         });
         http::Response::builder()
             .header("content-type", "application/json")
@@ -161,6 +162,14 @@ mod imp {
             .header("connection", "close")
             .body(body.to_string().into_bytes())
             .expect("static response")
+    }
+
+    /// The value of `name`, a series without labels, in an exposition.
+    fn unlabelled(text: &str, name: &str) -> f64 {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .next()
+            .unwrap_or(0.0)
     }
 
     /// The sum of the server-role series of `name` in an exposition.

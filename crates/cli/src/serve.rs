@@ -9,10 +9,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use futures_util::FutureExt as _;
+use silverback::park::Parking;
 use silverback::tls::TlsAcceptor;
 use silverback::{CloseCode, DeflateConfig, Initiator, QueueLimits, Shutdown, Upgrader};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::pubsub::{self, PubSub, SlowConsumer};
@@ -120,6 +121,19 @@ pub struct ServeArgs {
     /// consistent hashing). `/readyz` is 503 while it is unreachable.
     #[arg(long = "redis", value_name = "URL", requires = "pubsub")]
     pub redis: Vec<String>,
+    /// Seconds without traffic after which an echo connection is parked
+    /// (plain TCP only): held without a task, a runtime registration or a
+    /// timer of its own, about a quarter of a running connection's memory
+    /// (`silverback::park`); it runs again when something arrives, for its
+    /// keepalive Ping, or on shutdown. 0: never.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    pub park_after: f64,
+    /// Seconds after which a connection that has sent nothing since it
+    /// opened is parked (most idle subscribers never do; a reconnect
+    /// storm then costs parked connections, not running ones). A client
+    /// that speaks later wakes it, once. 0: as --park-after.
+    #[arg(long, default_value_t = 0.01, value_name = "SECS")]
+    pub park_new_after: f64,
     /// --redis: this node's id (presence; default random).
     #[arg(long, value_name = "ID", requires = "redis")]
     pub node_id: Option<String>,
@@ -157,6 +171,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Duration::try_from_secs_f64(args.handshake_timeout).context("--handshake-timeout")?;
     let shutdown_timeout =
         Duration::try_from_secs_f64(args.shutdown_timeout).context("--shutdown-timeout")?;
+    let park_after = Duration::try_from_secs_f64(args.park_after).context("--park-after")?;
+    let park_new_after =
+        Duration::try_from_secs_f64(args.park_new_after).context("--park-new-after")?;
+    let park_new_after = if park_new_after.is_zero() {
+        park_after
+    } else {
+        park_new_after.min(park_after)
+    };
     let mut upgrader = Upgrader::new()
         .max_message_size(args.max_message_size.unwrap_or(if args.pubsub {
             PUBSUB_MAX_MESSAGE_SIZE
@@ -232,6 +254,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("metrics on http://{addr}/metrics");
     }
     let shutdown = Shutdown::new();
+    // Echo connections idle for --park-after wait in the parking.
+    let parking = if args.pubsub || park_after.is_zero() {
+        None
+    } else {
+        Some((
+            Parking::new(|ws, parked: ParkedConn, _: &Parking<ParkedConn>| {
+                tokio::spawn(run_tcp(Some(parked.into_opened(ws)), true));
+            })
+            .context("starting the parking")?,
+            ParkAfter {
+                idle: park_after,
+                new: park_new_after,
+            },
+        ))
+    };
     let health = crate::health::Health::new(pubsub.as_ref().and_then(|p| p.redis()));
     let state = Arc::new(State {
         health,
@@ -241,6 +278,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
         pubsub,
         h2_max_streams: args.h2_max_streams,
+        parking,
     });
     // One permit per open connection (held until its task ends, the echo
     // task included); none left: 503.
@@ -292,7 +330,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                                 }
                             }
                         });
-                        tokio::spawn(prelude.then(run_opened));
+                        tokio::spawn(prelude.then(|opened| run_tcp(opened, false)));
                     }
                     Some(acceptor) => {
                         let prelude = Box::pin(async move {
@@ -379,6 +417,18 @@ struct State {
     shutdown: Shutdown,
     pubsub: Option<PubSub>,
     h2_max_streams: u32,
+    /// Echo over plain TCP: where idle connections wait, and after how
+    /// long without traffic.
+    parking: Option<(Parking<ParkedConn>, ParkAfter)>,
+}
+
+/// After how long without traffic an echo connection is parked.
+#[derive(Debug, Clone, Copy)]
+struct ParkAfter {
+    /// Once it has sent something.
+    idle: Duration,
+    /// While it has sent nothing since it opened.
+    new: Duration,
 }
 
 /// A connection's place under `--max-connections`.
@@ -434,6 +484,122 @@ struct Opened<S> {
     state: Arc<State>,
     /// Held until the connection ends (then released, by drop).
     _slot: Slot,
+}
+
+/// What a parked connection keeps beside its `WebSocket` (its peer's
+/// address is asked of the socket again when it wakes up).
+struct ParkedConn {
+    query: Option<String>,
+    state: Arc<State>,
+    slot: Slot,
+}
+
+impl ParkedConn {
+    fn into_opened(self, ws: silverback::WebSocket<TcpStream>) -> Opened<TcpStream> {
+        let peer = ws
+            .get_ref()
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        Opened {
+            ws,
+            query: self.query,
+            peer,
+            state: self.state,
+            _slot: self.slot,
+        }
+    }
+}
+
+/// Runs an upgraded plain TCP connection: as [`run_opened`], except that
+/// an echo connection idle for `--park-after` is parked (and run again
+/// from here, `resumed`, when it wakes up).
+#[allow(clippy::manual_async_fn)] // not an `async fn`, as `run_opened`
+fn run_tcp(
+    mut opened: Option<Opened<TcpStream>>,
+    resumed: bool,
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        let Some((parking, after)) = opened.as_ref().and_then(|o| o.state.parking.clone()) else {
+            return run_opened(opened).await;
+        };
+        let mut first = !resumed;
+        loop {
+            let Some(o) = opened.as_mut() else { return };
+            if first {
+                o.state.shutdown.track(&mut o.ws);
+            }
+            if !echo_until_idle(&mut o.ws, o.peer, &o.state.path, first, after).await {
+                return;
+            }
+            first = false;
+            // Moved out and in without an await between: the future holds
+            // the connection once.
+            let Some(Opened {
+                ws,
+                query,
+                state,
+                _slot: slot,
+                ..
+            }) = opened.take()
+            else {
+                return;
+            };
+            let parked = ParkedConn { query, state, slot };
+            match parking.park(ws, parked) {
+                Ok(()) => return,
+                // Not parkable now (a keepalive Ping is out, say): on.
+                Err((ws, parked)) => opened = Some(parked.into_opened(ws)),
+            }
+        }
+    }
+}
+
+/// The echo loop until the connection ends (`false`) or had no traffic
+/// for a while (`true`: park it; see [`ParkAfter`]). `first`: it just
+/// opened (logged).
+async fn echo_until_idle(
+    ws: &mut silverback::WebSocket<TcpStream>,
+    peer: SocketAddr,
+    path: &str,
+    first: bool,
+    after: ParkAfter,
+) -> bool {
+    if first {
+        log_open(ws, peer, path, None, "");
+    }
+    // Traffic is checked when the timer fires, not reset per message:
+    // parked between `after` and twice `after` after the last of it.
+    let traffic = |ws: &silverback::WebSocket<TcpStream>| {
+        let s = ws.stats();
+        (s.bytes_in, s.bytes_out)
+    };
+    let mut seen = traffic(ws);
+    let silent = ws.stats().bytes_in == 0;
+    let idle = tokio::time::sleep(if silent { after.new } else { after.idle });
+    tokio::pin!(idle);
+    let end = loop {
+        tokio::select! {
+            biased;
+            received = ws.recv() => match received {
+                Ok(msg) => {
+                    if let Err(e) = ws.send(msg).await {
+                        break e;
+                    }
+                }
+                Err(e) => break e,
+            },
+            () = &mut idle => {
+                let now = traffic(ws);
+                if now == seen {
+                    return true;
+                }
+                seen = now;
+                idle.as_mut().reset(tokio::time::Instant::now() + after.idle);
+            }
+        }
+    };
+    log_end(ws, peer, &end);
+    false
 }
 
 /// An HTTP/1.1 connection's handshake: the upgrade (or the demo page, or

@@ -1,7 +1,7 @@
 #![allow(missing_docs)]
 //! `silverback serve` as a user sees it: the listening line, routing (the
-//! WebSocket path, the demo page, 404), the upgrade refusals (403, 405, 426)
-//! and SIGINT.
+//! WebSocket path, the demo page, 404), the upgrade refusals (403, 405, 426),
+//! SIGINT, and idle connections parked and woken.
 
 mod common;
 
@@ -347,4 +347,67 @@ async fn path_without_slash_is_an_error() {
         "{}",
         finished.output()
     );
+}
+
+/// `/stats` until it counts `n` parked connections. Parking is a state
+/// with no event to wait on from outside: polled, bounded by IO_TIMEOUT.
+async fn wait_parked(server: &Server, n: u64) {
+    let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
+    loop {
+        let host = server.addr.to_string();
+        let (resp, _, _) = http_exchange(server.addr, &plain_request("GET", "/stats", &host)).await;
+        let stats: serde_json::Value = serde_json::from_slice(&resp.body).expect("/stats is JSON");
+        if stats["parked"] == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} parked connections expected: {stats}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Echo connections idle for a while are parked (held without a task) and
+/// woken by what they receive: every message is still echoed, in order,
+/// and closes are still clean, whichever side a parked connection is on.
+#[tokio::test]
+async fn idle_echo_connections_are_parked_and_woken_by_messages() {
+    let server = Server::start(&["--park-new-after", "0.001", "--park-after", "0.001"]).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let (ws, _) = timeout(IO_TIMEOUT, Dialer::new().connect(&server.ws_url))
+            .await
+            .expect("connect timed out")
+            .expect("connect");
+        clients.push(ws);
+    }
+    // Silent since they opened: parked after --park-new-after.
+    wait_parked(&server, 3).await;
+    for (i, ws) in clients.iter_mut().enumerate() {
+        for round in 0..3 {
+            let msg = Message::text(format!("{i}.{round}"));
+            ws.send(msg.clone()).await.expect("send");
+            let got = timeout(IO_TIMEOUT, ws.recv())
+                .await
+                .expect("recv timed out");
+            assert_eq!(got.expect("echo"), msg);
+        }
+        ws.send(Message::binary(vec![7u8; 100_000]))
+            .await
+            .expect("send");
+        let got = timeout(IO_TIMEOUT, ws.recv())
+            .await
+            .expect("recv timed out");
+        assert_eq!(got.expect("echo").len(), 100_000);
+    }
+    // Idle again: parked again.
+    wait_parked(&server, 3).await;
+    for mut ws in clients {
+        timeout(IO_TIMEOUT, ws.close(CloseCode::Normal, "bye"))
+            .await
+            .expect("close timed out")
+            .expect("a parked connection answers the Close");
+    }
+    wait_parked(&server, 0).await;
 }
