@@ -119,6 +119,7 @@ mod imp {
     struct Handles {
         counters: [[Counter; 2]; SLOTS],
         active: Gauge,
+        accepted: Counter,
         rtt: Histogram,
         backlog: Histogram,
         ratio: Histogram,
@@ -150,6 +151,7 @@ mod imp {
                 counters: NAMES
                     .map(|name| KINDS.map(|kind| counter!(name, "role" => r, "kind" => kind))),
                 active: gauge!(CONNECTIONS_ACTIVE, "role" => r),
+                accepted: counter!(CONNECTIONS_TOTAL, "role" => r, "outcome" => "accepted"),
                 rtt: histogram!(PING_RTT_SECONDS, "role" => r),
                 backlog: histogram!(WRITE_QUEUE_BYTES, "role" => r),
                 ratio: histogram!(COMPRESSION_RATIO, "role" => r),
@@ -186,7 +188,7 @@ mod imp {
             let r = role_index(role);
             let h = handles(r);
             h.active.increment(1.0);
-            counter!(CONNECTIONS_TOTAL, "role" => ROLES[r], "outcome" => "accepted").increment(1);
+            h.accepted.increment(1);
             Self {
                 pending: [[0; 2]; SLOTS],
                 consumed: 0,
@@ -298,20 +300,36 @@ mod imp {
                 Some(end) => (
                     u16::from(end.close_code()),
                     match end.initiator() {
-                        Some(Initiator::Local) => "local",
-                        Some(Initiator::Remote) => "remote",
-                        None => "abnormal",
+                        Some(Initiator::Local) => 0,
+                        Some(Initiator::Remote) => 1,
+                        None => 2,
                     },
                 ),
-                None => (1006, "abnormal"),
+                None => (1006, 2),
             };
+            closes(r, code, initiator).increment(1);
+        }
+    }
+
+    const INITIATORS: [&str; 3] = ["local", "remote", "abnormal"];
+
+    /// The `silverback_closes_total` series of a role, close code and
+    /// initiator: resolved once for the codes 1000..=1015 (a connection's
+    /// end then costs no registry lookup), looked up for the others.
+    fn closes(role: usize, code: u16, initiator: usize) -> Counter {
+        static CACHE: [[[OnceLock<Counter>; 3]; 16]; 2] =
+            [const { [const { [const { OnceLock::new() }; 3] }; 16] }; 2];
+        let lookup = || {
             counter!(
                 CLOSES_TOTAL,
-                "role" => ROLES[r],
+                "role" => ROLES[role],
                 "code" => code_label(code),
-                "initiator" => initiator
+                "initiator" => INITIATORS[initiator]
             )
-            .increment(1);
+        };
+        match code.checked_sub(1000).map(usize::from) {
+            Some(i) if i < 16 => CACHE[role][i][initiator].get_or_init(lookup).clone(),
+            _ => lookup(),
         }
     }
 

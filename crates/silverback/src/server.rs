@@ -11,8 +11,8 @@ use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use silverback_proto::extension::deflate::{self, DeflateConfig, DeflateParams};
 use silverback_proto::handshake::server::{
     accept_response, extended_connect_response, is_extended_connect, negotiate_subprotocol,
-    parse_request, same_origin, validate_extended_connect, validate_request, write_response,
-    Rejection,
+    parse_request, same_origin, validate_extended_connect, validate_request, write_accept_response,
+    write_response, Rejection,
 };
 use silverback_proto::handshake::HeadLimits;
 use silverback_proto::Role;
@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::auth::{authorize, is_token_protocol, AuthorizeHook};
 use crate::error::{Error, ErrorKind, Timeout};
-use crate::request::UpgradeInfo;
+use crate::request::{Identity, UpgradeInfo};
 use crate::{Config, WebSocket};
 
 /// The parts of an upgrade request an origin check can look at.
@@ -131,6 +131,17 @@ impl fmt::Debug for Upgrader {
             .field("keep_request_headers", &self.keep_request_headers)
             .finish()
     }
+}
+
+/// What an upgrader decided for an acceptable request, before any
+/// response is built.
+struct Decided {
+    extended: bool,
+    key: HeaderValue,
+    protocol: Option<String>,
+    deflate: Option<DeflateParams>,
+    /// `deflate` as its response header.
+    ext_header: Option<String>,
 }
 
 /// What [`Upgrader::negotiate`] decided for an acceptable request.
@@ -256,6 +267,25 @@ impl Upgrader {
     /// is `200 OK` without `Sec-WebSocket-Accept`. Origin policy,
     /// subprotocols, compression and headers are the same as on HTTP/1.1.
     pub fn negotiate<B>(&self, req: &Request<B>) -> Result<Accepted, Rejection> {
+        let n = self.decide(req)?;
+        let mut response = if n.extended {
+            extended_connect_response(n.protocol.as_deref(), n.ext_header.as_deref())?
+        } else {
+            accept_response(&n.key, n.protocol.as_deref(), n.ext_header.as_deref())?
+        };
+        for (name, value) in self.response_headers.iter() {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
+        Ok(Accepted {
+            response,
+            protocol: n.protocol,
+            deflate: n.deflate,
+        })
+    }
+
+    /// What [`negotiate`](Self::negotiate) decides, before a response is
+    /// built from it.
+    fn decide<B>(&self, req: &Request<B>) -> Result<Decided, Rejection> {
         let extended = is_extended_connect(req);
         let mut up = if extended {
             validate_extended_connect(req, connect_protocol(req))?
@@ -279,19 +309,49 @@ impl Upgrader {
             deflate::server_negotiate(up.extensions.iter().map(String::as_str), cfg)
         });
         let ext_header = deflate.map(|p| p.to_string());
-        let mut response = if extended {
-            extended_connect_response(protocol.as_deref(), ext_header.as_deref())?
-        } else {
-            accept_response(&up.key, protocol.as_deref(), ext_header.as_deref())?
-        };
-        for (name, value) in self.response_headers.iter() {
-            response.headers_mut().append(name.clone(), value.clone());
-        }
-        Ok(Accepted {
-            response,
+        Ok(Decided {
+            extended,
+            key: up.key,
             protocol,
             deflate,
+            ext_header,
         })
+    }
+
+    /// The answer to an accepted HTTP/1.1 upgrade, ready to write, with
+    /// what was agreed: written directly when nothing but the handshake's
+    /// own headers goes in it (no authorize hook, no extra response
+    /// header), else built as [`negotiate`](Self::negotiate) does and
+    /// completed by the hook.
+    async fn answer(
+        &self,
+        req: &Request<()>,
+    ) -> Result<
+        (
+            Vec<u8>,
+            Option<String>,
+            Option<DeflateParams>,
+            Option<Identity>,
+        ),
+        Rejection,
+    > {
+        let mut out = Vec::with_capacity(256);
+        if self.authorize.is_none() && self.response_headers.is_empty() {
+            let n = self.decide(req)?;
+            if !n.extended {
+                write_accept_response(
+                    &n.key,
+                    n.protocol.as_deref(),
+                    n.ext_header.as_deref(),
+                    &mut out,
+                )?;
+                return Ok((out, n.protocol, n.deflate, None));
+            }
+        }
+        let acc = self.negotiate(req)?;
+        let (acc, identity) = authorize(acc, self.start_authorize(req)).await?;
+        write_response(&acc.response.map(|()| ""), &mut out);
+        Ok((out, acc.protocol, acc.deflate, identity))
     }
 
     /// Reads the HTTP request from `stream`, and upgrades it (or refuses
@@ -428,22 +488,14 @@ where
     /// Bytes the client sent right after its request are kept for the
     /// WebSocket.
     pub async fn upgrade(mut self, upgrader: &Upgrader) -> Result<WebSocket<S>, Error> {
-        let negotiated = match upgrader.negotiate(&self.request) {
-            Ok(acc) => {
-                let auth = upgrader.start_authorize(&self.request);
-                tokio::time::timeout_at(self.deadline, authorize(acc, auth))
-                    .await
-                    .map_err(|_| {
-                        crate::metrics::rejected_timeout();
-                        Error::new(ErrorKind::Timeout(Timeout::Handshake))
-                    })?
-            }
-            Err(rej) => Err(rej),
-        };
+        let negotiated = tokio::time::timeout_at(self.deadline, upgrader.answer(&self.request))
+            .await
+            .map_err(|_| {
+                crate::metrics::rejected_timeout();
+                Error::new(ErrorKind::Timeout(Timeout::Handshake))
+            })?;
         match negotiated {
-            Ok((acc, identity)) => {
-                let mut out = Vec::with_capacity(256);
-                write_response(&acc.response.map(|()| ""), &mut out);
+            Ok((out, protocol, deflate, identity)) => {
                 let write = async {
                     self.stream.write_all(&out).await?;
                     self.stream.flush().await
@@ -462,7 +514,7 @@ where
                     upgrader.config.clone(),
                     &self.buffered,
                 );
-                ws.opened(acc.protocol, acc.deflate, self.request.uri().path());
+                ws.opened(protocol, deflate, self.request.uri().path());
                 let headers = upgrader
                     .keep_request_headers
                     .then(|| Box::new(std::mem::take(self.request.headers_mut())));

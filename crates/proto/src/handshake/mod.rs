@@ -32,6 +32,16 @@ pub fn accept_key(key: &[u8]) -> String {
     BASE64.encode(sha.finalize())
 }
 
+/// [`accept_key`] into `buf`, without allocating: the 28 bytes of the
+/// base64 of a SHA-1.
+pub(crate) fn accept_key_into<'a>(key: &[u8], buf: &'a mut [u8; 28]) -> &'a [u8] {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(GUID);
+    let n = BASE64.encode_slice(sha.finalize(), buf).unwrap_or_default();
+    &buf[..n]
+}
+
 /// Whether header `name` holds `token` in any of its comma-separated
 /// values, compared case-insensitively (e.g. `Connection: keep-alive, Upgrade`).
 pub fn header_has_token(

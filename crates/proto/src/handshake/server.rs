@@ -337,6 +337,67 @@ pub fn accept_response(
     negotiated_headers(resp, protocol, extensions)
 }
 
+/// Writes the `101 Switching Protocols` response of [`accept_response`]
+/// to `out` without building it: the same bytes as [`write_response`] of
+/// that response, for a server that sends no other header.
+///
+/// ```
+/// use http::HeaderValue;
+/// use silverback_proto::handshake::server::{accept_response, write_accept_response, write_response};
+/// let key = HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ==");
+/// let mut direct = Vec::new();
+/// write_accept_response(&key, Some("chat"), None, &mut direct).unwrap();
+/// let mut built = Vec::new();
+/// write_response(&accept_response(&key, Some("chat"), None).unwrap().map(|()| ""), &mut built);
+/// assert_eq!(direct, built);
+/// assert!(direct.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+/// ```
+///
+/// # Errors
+/// As [`accept_response`]: a subprotocol or extension header that is not
+/// a valid header value (500).
+pub fn write_accept_response(
+    key: &HeaderValue,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Result<(), Rejection> {
+    // What `HeaderValue::from_str` accepts.
+    let valid = |v: &str| v.bytes().all(|b| (b >= 0x20 && b != 0x7f) || b == b'\t');
+    if protocol.is_some_and(|p| !valid(p)) {
+        return Err(Rejection::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "bad subprotocol name",
+        ));
+    }
+    if extensions.is_some_and(|e| !valid(e)) {
+        return Err(Rejection::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "bad extension header",
+        ));
+    }
+    let mut accept = [0u8; 28];
+    let accept = super::accept_key_into(key.as_bytes(), &mut accept);
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ",
+    );
+    out.extend_from_slice(accept);
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in [
+        ("sec-websocket-protocol", protocol),
+        ("sec-websocket-extensions", extensions),
+    ] {
+        if let Some(v) = value {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
 /// Builds the `200 OK` answer to an extended CONNECT (RFC 8441 §5): no
 /// `Upgrade`, `Connection` or `Sec-WebSocket-Accept`, and no body (the
 /// stream carries the WebSocket from there on).
@@ -687,5 +748,39 @@ mod tests {
                 .status,
             StatusCode::BAD_REQUEST
         );
+    }
+
+    /// The direct writer gives the bytes of the built response, for every
+    /// combination of negotiated headers, and the same refusals.
+    #[test]
+    fn write_accept_response_matches_the_built_response() {
+        let keys = ["dGhlIHNhbXBsZSBub25jZQ==", "AQIDBAUGBwgJCgsMDQ4PEA=="];
+        let protocols = [None, Some("chat"), Some("pubsub.v1"), Some("bad\u{7f}")];
+        let extensions = [
+            None,
+            Some("permessage-deflate; server_no_context_takeover"),
+            Some("bad\rext"),
+        ];
+        for key in keys {
+            let key = HeaderValue::from_static(key);
+            for protocol in protocols {
+                for ext in extensions {
+                    let mut direct = Vec::new();
+                    let d = write_accept_response(&key, protocol, ext, &mut direct);
+                    match accept_response(&key, protocol, ext) {
+                        Ok(resp) => {
+                            let mut built = Vec::new();
+                            write_response(&resp.map(|()| ""), &mut built);
+                            assert!(d.is_ok());
+                            assert_eq!(
+                                String::from_utf8_lossy(&direct),
+                                String::from_utf8_lossy(&built)
+                            );
+                        }
+                        Err(rej) => assert_eq!(d.unwrap_err().status, rej.status),
+                    }
+                }
+            }
+        }
     }
 }
