@@ -16,15 +16,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use super::{echo, plain_response, Slot, State};
 
@@ -38,31 +40,122 @@ pub(super) fn alpn(config: Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfi
     Arc::new(config)
 }
 
-/// Whether a cleartext connection opens with the HTTP/2 preface (peeked,
-/// not consumed): `Some(true)` for HTTP/2, `Some(false)` for anything else
-/// (an HTTP/1.1 request, left to that path), `None` if the client sent
-/// nothing within `limit` (the handshake timeout) or closed: drop it.
-pub(super) async fn is_prior_knowledge(stream: &TcpStream, limit: Duration) -> Option<bool> {
-    let deadline = Instant::now() + limit;
-    let mut buf = [0u8; PREFACE.len()];
-    loop {
-        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => return None,
-        };
-        if !PREFACE.starts_with(&buf[..n]) {
-            return Some(false);
+/// How a cleartext connection opened: what was read of it so far, and
+/// whether that is the HTTP/2 preface.
+pub(super) enum Opening {
+    /// The HTTP/2 preface (prior knowledge): the bytes read, replayed to
+    /// the HTTP/2 server by [`Replay`].
+    Http2(BytesMut),
+    /// Anything else (an HTTP/1.1 request, for the upgrader to parse).
+    Http1(BytesMut),
+    /// Nothing within the handshake timeout, or closed.
+    Nothing,
+}
+
+/// Reads the start of a cleartext connection until it is or is not the
+/// HTTP/2 preface (the first read usually decides). The bytes are kept
+/// for whichever server takes the connection: no `peek`, no wait for a
+/// partial preface; bounded by `limit` (the handshake timeout).
+pub(super) async fn sniff(stream: &mut TcpStream, limit: Duration) -> Opening {
+    let mut buf = BytesMut::with_capacity(1024);
+    // Usually the request is already there: no timer then.
+    match stream.try_read_buf(&mut buf) {
+        Ok(0) => return Opening::Nothing,
+        Ok(_) => {
+            if let Some(opening) = decide(&mut buf) {
+                return opening;
+            }
         }
-        if n == PREFACE.len() {
-            return Some(true);
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(_) => return Opening::Nothing,
+    }
+    let read = async {
+        loop {
+            match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return Opening::Nothing,
+                Ok(_) => {}
+            }
+            if let Some(opening) = decide(&mut buf) {
+                return opening;
+            }
         }
-        // Part of the preface (clients send it in one segment, so this is
-        // rare): `peek` would return at once with the same bytes, so wait a
-        // little for the rest, up to the handshake deadline.
-        if Instant::now() >= deadline {
-            return None;
+    };
+    tokio::time::timeout(limit, read)
+        .await
+        .unwrap_or(Opening::Nothing)
+}
+
+/// Whether `buf` tells: the preface, something else, or (`None`) a part
+/// of the preface so far.
+fn decide(buf: &mut BytesMut) -> Option<Opening> {
+    let n = buf.len().min(PREFACE.len());
+    if buf[..n] != PREFACE[..n] {
+        Some(Opening::Http1(std::mem::take(buf)))
+    } else if n == PREFACE.len() {
+        Some(Opening::Http2(std::mem::take(buf)))
+    } else {
+        None
+    }
+}
+
+/// A transport whose first bytes were already read: hands them out
+/// again before reading on.
+pub(super) struct Replay<S> {
+    read: Bytes,
+    io: S,
+}
+
+impl<S> Replay<S> {
+    pub(super) fn new(read: BytesMut, io: S) -> Self {
+        Self {
+            read: read.freeze(),
+            io,
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.read.is_empty() {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let n = self.read.len().min(buf.remaining());
+        buf.put_slice(&self.read.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use bytes::BytesMut;
 use clap::Args;
 use futures_util::FutureExt as _;
 use silverback::park::Parking;
@@ -315,16 +316,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 match tls.clone() {
                     None => {
                         let prelude = Box::pin(async move {
+                            let mut stream = stream;
                             if let Slot::Full = slot {
-                                return handshake(stream, peer, state, slot).await;
+                                return handshake(stream, BytesMut::new(), peer, state, slot).await;
                             }
-                            match h2::is_prior_knowledge(&stream, handshake_timeout).await {
-                                Some(true) => {
-                                    Box::pin(h2::serve_connection(stream, peer, state, slot)).await;
+                            match h2::sniff(&mut stream, handshake_timeout).await {
+                                h2::Opening::Http2(read) => {
+                                    let io = h2::Replay::new(read, stream);
+                                    Box::pin(h2::serve_connection(io, peer, state, slot)).await;
                                     None
                                 }
-                                Some(false) => handshake(stream, peer, state, slot).await,
-                                None => {
+                                h2::Opening::Http1(read) => handshake(stream, read, peer, state, slot).await,
+                                h2::Opening::Nothing => {
                                     tracing::debug!(%peer, "nothing received: closed");
                                     None
                                 }
@@ -339,7 +342,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                                     Box::pin(h2::serve_connection(stream, peer, state, slot)).await;
                                     None
                                 }
-                                Ok(Ok(stream)) => handshake(stream, peer, state, slot).await,
+                                Ok(Ok(stream)) => handshake(stream, BytesMut::new(), peer, state, slot).await,
                                 Ok(Err(e)) => {
                                     crate::metrics::rejected_tls();
                                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -602,10 +605,12 @@ async fn echo_until_idle(
     false
 }
 
-/// An HTTP/1.1 connection's handshake: the upgrade (or the demo page, or
-/// an error page); gives the connection if it was upgraded.
+/// An HTTP/1.1 connection's handshake (`read`: its first bytes, already
+/// read): the upgrade (or the demo page, or an error page); gives the
+/// connection if it was upgraded.
 async fn handshake<S>(
     stream: S,
+    read: BytesMut,
     peer: SocketAddr,
     state: Arc<State>,
     slot: Slot,
@@ -618,7 +623,7 @@ where
         refuse(stream).await;
         return None;
     }
-    let (ws, query) = open(stream, peer, &state).await?;
+    let (ws, query) = open(stream, read, peer, &state).await?;
     Some(Opened {
         ws,
         query,
@@ -654,6 +659,7 @@ where
 /// page on `/`, 404, 405) and gives `None`.
 async fn open<S>(
     stream: S,
+    read: BytesMut,
     peer: SocketAddr,
     state: &State,
 ) -> Option<(silverback::WebSocket<S>, Option<String>)>
@@ -661,7 +667,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (upgrader, path) = (&state.upgrader, state.path.as_str());
-    let incoming = match upgrader.read_request(stream).await {
+    let incoming = match upgrader.read_request_buffered(stream, read).await {
         Ok(i) => i,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "bad request");

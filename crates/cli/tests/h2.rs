@@ -148,6 +148,52 @@ async fn h2c_plain_requests_and_http1_on_the_same_port() {
     assert_eq!(versions, [Some("2"), Some("1.1")], "{opened:#?}");
 }
 
+/// The server tells HTTP/2 from HTTP/1.1 by the first bytes, however they
+/// are cut: a preface sent in pieces is HTTP/2 (the server's SETTINGS
+/// come back), and an HTTP/1.1 request that starts like the preface
+/// (`P...`) is HTTP/1.1, the bytes already read included.
+#[tokio::test]
+async fn h2c_preface_in_pieces_and_http1_that_starts_like_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(&[]).await;
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    let mut h2 = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    h2.set_nodelay(true).unwrap();
+    for piece in [&b"PRI * HT"[..], b"TP/2.0\r\n\r", b"\nSM\r\n\r\n"] {
+        h2.write_all(piece).await.unwrap();
+        h2.flush().await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    // An empty SETTINGS frame: the server answers with its own first.
+    h2.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut head = [0u8; 9];
+    tokio::time::timeout(LIMIT, h2.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(head[3], 4, "a SETTINGS frame first: {head:?}");
+
+    let mut h1 = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    h1.set_nodelay(true).unwrap();
+    h1.write_all(b"P").await.unwrap();
+    h1.flush().await.unwrap();
+    tokio::task::yield_now().await;
+    h1.write_all(b"OST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(LIMIT, h1.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 405 "),
+        "POST / over HTTP/1.1: {answer}"
+    );
+}
+
 #[tokio::test]
 async fn h2c_pubsub_raw_mode() {
     // One subscriber of topic t, publishing to it: it gets its own

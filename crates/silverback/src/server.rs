@@ -367,12 +367,40 @@ impl Upgrader {
     /// Reads the HTTP request head from `stream` (bounded in size and by
     /// the handshake timeout), for a server that routes before upgrading.
     /// A malformed or oversized head is answered with 400/431.
-    pub async fn read_request<S>(&self, mut stream: S) -> Result<Incoming<S>, Error>
+    pub async fn read_request<S>(&self, stream: S) -> Result<Incoming<S>, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.read_request_buffered(stream, BytesMut::with_capacity(1024))
+            .await
+    }
+
+    /// [`read_request`](Self::read_request) for a stream whose first bytes
+    /// were already read into `buf` (by a server that looked at them to
+    /// tell an HTTP/2 preface or a TLS hello from an HTTP/1.1 request):
+    /// they are parsed first, the rest is read from `stream`.
+    ///
+    /// ```no_run
+    /// use bytes::BytesMut;
+    /// use tokio::io::AsyncReadExt;
+    /// # async fn f(mut stream: tokio::net::TcpStream) -> Result<(), silverback::Error> {
+    /// let mut buf = BytesMut::with_capacity(1024);
+    /// stream.read_buf(&mut buf).await?;
+    /// if !buf.starts_with(b"PRI * HTTP/2.0") {
+    ///     let upgrader = silverback::Upgrader::new();
+    ///     let ws = upgrader.read_request_buffered(stream, buf).await?.upgrade(&upgrader).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_request_buffered<S>(
+        &self,
+        mut stream: S,
+        mut buf: BytesMut,
+    ) -> Result<Incoming<S>, Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let deadline = Instant::now() + self.config.handshake_timeout;
-        let mut buf = BytesMut::with_capacity(1024);
         let read = async {
             loop {
                 match parse_request(&buf, self.head_limits) {
