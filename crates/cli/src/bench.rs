@@ -114,6 +114,11 @@ pub struct BenchArgs {
     /// its CPU time (/proc/PID/stat) over the measured window.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Connect: milliseconds each connection stays open (silent) before
+    /// its Close (a client that speaks after a pause: `serve` parks it
+    /// first, after --park-new-after).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub linger_ms: u64,
     /// Idle, fanout, rooms: how many 127.0.0.x source addresses to spread
     /// connections over (for more than ~28k connections).
     #[arg(long, default_value_t = 1)]
@@ -508,8 +513,11 @@ async fn echo_conn(
 
 /// One connection: handshake, Close 1000, wait for the echo and TCP close.
 /// `Ok(true)` if the close was clean.
-async fn one_storm_conn(t: &Target) -> anyhow::Result<bool> {
+async fn one_storm_conn(t: &Target, linger: Duration) -> anyhow::Result<bool> {
     let (mut tcp, mut buf) = dial(t, None).await?;
+    if !linger.is_zero() {
+        tokio::time::sleep(linger).await;
+    }
     tcp.write_all(&encode_frame(OpCode::Close, &CLOSE_1000))
         .await?;
     let mut saw_close = false;
@@ -532,13 +540,15 @@ async fn storm(args: &BenchArgs) -> anyhow::Result<Report> {
     let duration = Duration::try_from_secs_f64(args.duration)?;
     let end = Instant::now() + duration;
     let bar = progress(args, duration);
+    let linger = Duration::from_millis(args.linger_ms);
     let mut tasks = Vec::new();
     for _ in 0..args.conns.max(1) {
         let t = t.clone();
         tasks.push(tokio::spawn(async move {
             let (mut ok, mut clean, mut errors) = (0u64, 0u64, 0u64);
             while Instant::now() < end {
-                match tokio::time::timeout(Duration::from_secs(5), one_storm_conn(&t)).await {
+                let conn = one_storm_conn(&t, linger);
+                match tokio::time::timeout(Duration::from_secs(5) + linger, conn).await {
                     Ok(Ok(c)) => {
                         ok += 1;
                         clean += u64::from(c);

@@ -55,20 +55,11 @@ pub(super) enum Opening {
 /// Reads the start of a cleartext connection until it is or is not the
 /// HTTP/2 preface (the first read usually decides). The bytes are kept
 /// for whichever server takes the connection: no `peek`, no wait for a
-/// partial preface; bounded by `limit` (the handshake timeout).
+/// partial preface; bounded by `limit` (the handshake timeout, whose
+/// timer is armed only if the first read has to wait).
 pub(super) async fn sniff(stream: &mut TcpStream, limit: Duration) -> Opening {
     let mut buf = BytesMut::with_capacity(1024);
-    // Usually the request is already there: no timer then.
-    match stream.try_read_buf(&mut buf) {
-        Ok(0) => return Opening::Nothing,
-        Ok(_) => {
-            if let Some(opening) = decide(&mut buf) {
-                return opening;
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        Err(_) => return Opening::Nothing,
-    }
+    // The timer is armed only if the first read has to wait.
     let read = async {
         loop {
             match stream.read_buf(&mut buf).await {

@@ -499,10 +499,13 @@ struct ParkedConn {
 
 impl ParkedConn {
     fn into_opened(self, ws: silverback::WebSocket<TcpStream>) -> Opened<TcpStream> {
-        let peer = ws
-            .get_ref()
-            .peer_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        // Only the log lines use it: no system call when they are off.
+        let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+        let peer = if tracing::enabled!(tracing::Level::INFO) {
+            ws.get_ref().peer_addr().unwrap_or(unknown)
+        } else {
+            unknown
+        };
         Opened {
             ws,
             query: self.query,
