@@ -14,6 +14,9 @@ use crate::error::{Error, ErrorKind};
 /// Most pieces of queued output given to one vectored write.
 const MAX_WRITE_SLICES: usize = 32;
 
+/// Bytes asked for beyond what the frame being read needs.
+const READ_SLACK: usize = 1024;
+
 /// Most bytes reserved for one read beyond `read_buffer_size`.
 const MAX_READ_AHEAD: usize = 256 * 1024;
 
@@ -31,11 +34,14 @@ where
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         // Read more at once for a large frame, but never commit memory for
         // a length the peer only declared: the buffer grows as bytes arrive.
+        // A little more than the frame needs: a read that comes back short
+        // tells tokio the socket is drained, so the next wait goes to the
+        // reactor without a read that fails with WouldBlock first.
         let want = self
             .config
             .read_buffer_size
             .max(64)
-            .max(self.conn.bytes_needed().min(MAX_READ_AHEAD));
+            .max(self.conn.bytes_needed().min(MAX_READ_AHEAD) + READ_SLACK);
         let res = if self.conn.buffered_input() == 0
             && self.conn.read_buf().capacity() < want
             // The buffer the last frames were read into is free again once
