@@ -1495,7 +1495,7 @@ impl Connection {
     /// server.send_text("hi").unwrap();
     /// // Something is queued to send: not yet.
     /// let mut server = server.suspend().unwrap_err();
-    /// server.data_to_send();
+    /// server.take_data_to_send(); // the transport took it
     /// let idle = server.suspend().expect("between messages");
     /// let mut server = idle.resume(Config::default());
     /// server.receive_data(&[0x81, 0x82, 1, 2, 3, 4, b'o' ^ 1, b'k' ^ 2]);
