@@ -313,6 +313,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 // in a future of its own on the heap, freed when it ends:
                 // an open connection's task then holds only what `run`
                 // needs (the connection, its peer, query and slot).
+                let parks = state.parking.is_some();
                 match tls.clone() {
                     None => {
                         let prelude = Box::pin(async move {
@@ -333,7 +334,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                                 }
                             }
                         });
-                        tokio::spawn(prelude.then(|opened| run_tcp(opened, false)));
+                        if parks {
+                            tokio::spawn(prelude.then(|opened| run_tcp(opened, false)));
+                        } else {
+                            tokio::spawn(prelude.then(run_opened));
+                        }
                     }
                     Some(acceptor) => {
                         let prelude = Box::pin(async move {
@@ -516,17 +521,18 @@ impl ParkedConn {
     }
 }
 
-/// Runs an upgraded plain TCP connection: as [`run_opened`], except that
-/// an echo connection idle for `--park-after` is parked (and run again
-/// from here, `resumed`, when it wakes up).
+/// Runs an upgraded plain TCP echo connection when `serve` parks them: as
+/// [`run_opened`], except that the connection is parked once idle for
+/// `--park-after` (and run again from here, `resumed`, when it wakes up).
 #[allow(clippy::manual_async_fn)] // not an `async fn`, as `run_opened`
 fn run_tcp(
     mut opened: Option<Opened<TcpStream>>,
     resumed: bool,
 ) -> impl std::future::Future<Output = ()> + Send {
     async move {
+        // Only spawned when there is a parking (echo mode, plain TCP).
         let Some((parking, after)) = opened.as_ref().and_then(|o| o.state.parking.clone()) else {
-            return run_opened(opened).await;
+            return;
         };
         let mut first = !resumed;
         loop {
@@ -842,6 +848,16 @@ mod tests {
         assert!(
             size <= opened + 320,
             "the task's future is {size} bytes for a {opened}-byte connection"
+        );
+        // The same for an echo connection that parks when idle (its loop
+        // also holds the park timer and the parking's handle: ~520 bytes;
+        // a second copy of the connection would be 700 more).
+        let prelude = Box::pin(async { None::<Opened<tokio::net::TcpStream>> });
+        let task = prelude.then(|o| run_tcp(o, false));
+        let size = std::mem::size_of_val(&task);
+        assert!(
+            size <= opened + 576,
+            "the parking task's future is {size} bytes for a {opened}-byte connection"
         );
     }
 }
