@@ -544,6 +544,7 @@ fn run_tcp(
                 return;
             }
             first = false;
+            let peer = o.peer;
             // Moved out and in without an await between: the future holds
             // the connection once.
             let Some(Opened {
@@ -558,7 +559,10 @@ fn run_tcp(
             };
             let parked = ParkedConn { query, state, slot };
             match parking.park(ws, parked) {
-                Ok(()) => return,
+                Ok(()) => {
+                    tracing::debug!(%peer, "parked");
+                    return;
+                }
                 // Not parkable now (a keepalive Ping is out, say): on.
                 Err((ws, parked)) => opened = Some(parked.into_opened(ws)),
             }

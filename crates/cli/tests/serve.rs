@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    client_frame, http_exchange, plain_request, read_frame, run_bounded, upgrade_request, Frame,
-    Server, EXIT_TIMEOUT, IO_TIMEOUT, SAMPLE_ACCEPT,
+    client_frame, http_exchange, plain_request, read_frame, run_bounded, upgrade_request,
+    wait_for_lines, Frame, Server, EXIT_TIMEOUT, IO_TIMEOUT, SAMPLE_ACCEPT,
 };
 use silverback::{CloseCode, Dialer, Message};
 use tokio::io::AsyncWriteExt;
@@ -349,23 +349,12 @@ async fn path_without_slash_is_an_error() {
     );
 }
 
-/// `/stats` until it counts `n` parked connections. Parking is a state
-/// with no event to wait on from outside: polled, bounded by IO_TIMEOUT.
-async fn wait_parked(server: &Server, n: u64) {
-    let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
-    loop {
-        let host = server.addr.to_string();
-        let (resp, _, _) = http_exchange(server.addr, &plain_request("GET", "/stats", &host)).await;
-        let stats: serde_json::Value = serde_json::from_slice(&resp.body).expect("/stats is JSON");
-        if stats["parked"] == n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{n} parked connections expected: {stats}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+/// How many connections `/stats` counts as parked.
+async fn parked(server: &Server) -> serde_json::Value {
+    let host = server.addr.to_string();
+    let (resp, _, _) = http_exchange(server.addr, &plain_request("GET", "/stats", &host)).await;
+    let stats: serde_json::Value = serde_json::from_slice(&resp.body).expect("/stats is JSON");
+    stats["parked"].clone()
 }
 
 /// Echo connections idle for a while are parked (held without a task) and
@@ -373,7 +362,16 @@ async fn wait_parked(server: &Server, n: u64) {
 /// and closes are still clean, whichever side a parked connection is on.
 #[tokio::test]
 async fn idle_echo_connections_are_parked_and_woken_by_messages() {
-    let server = Server::start(&["--park-new-after", "0.001", "--park-after", "0.001"]).await;
+    // Each park is logged at debug ("parked"): the event the test waits on.
+    let args = [
+        "--addr",
+        "127.0.0.1:0",
+        "--park-new-after",
+        "0.001",
+        "--park-after",
+        "0.001",
+    ];
+    let server = Server::spawn_logging(&args, "info,silverback::serve=debug").await;
     let mut clients = Vec::new();
     for _ in 0..3 {
         let (ws, _) = timeout(IO_TIMEOUT, Dialer::new().connect(&server.ws_url))
@@ -383,7 +381,8 @@ async fn idle_echo_connections_are_parked_and_woken_by_messages() {
         clients.push(ws);
     }
     // Silent since they opened: parked after --park-new-after.
-    wait_parked(&server, 3).await;
+    wait_for_lines(&server, "parked", 3).await;
+    assert_eq!(parked(&server).await, 3);
     for (i, ws) in clients.iter_mut().enumerate() {
         for round in 0..3 {
             let msg = Message::text(format!("{i}.{round}"));
@@ -401,13 +400,14 @@ async fn idle_echo_connections_are_parked_and_woken_by_messages() {
             .expect("recv timed out");
         assert_eq!(got.expect("echo").len(), 100_000);
     }
-    // Idle again: parked again.
-    wait_parked(&server, 3).await;
+    // Idle again: parked again, each at least once more.
+    wait_for_lines(&server, "parked", 6).await;
     for mut ws in clients {
         timeout(IO_TIMEOUT, ws.close(CloseCode::Normal, "bye"))
             .await
             .expect("close timed out")
             .expect("a parked connection answers the Close");
     }
-    wait_parked(&server, 0).await;
+    // Each Close was answered by a connection woken for it.
+    assert_eq!(parked(&server).await, 0);
 }

@@ -154,15 +154,21 @@ impl Server {
     /// `silverback serve ARGS...`; returns once the listening line was
     /// printed (fails after [`STARTUP_TIMEOUT`] or if the process exits).
     pub async fn spawn(args: &[&str]) -> Server {
+        // The listening line is logged at info: make sure it is shown.
+        Self::spawn_logging(args, "info").await
+    }
+
+    /// [`spawn`](Self::spawn) with `RUST_LOG=filter` (which must show
+    /// info lines of `silverback`, the listening line among them).
+    pub async fn spawn_logging(args: &[&str], filter: &str) -> Server {
         let mut full = vec!["serve"];
         full.extend_from_slice(args);
-        // The listening line is logged at info: make sure it is shown.
         let Launched {
             mut child,
             log,
             lines: mut rx,
             reader,
-        } = launch(&full, Some("info"));
+        } = launch(&full, Some(filter));
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             match timeout_at(deadline, rx.recv()).await {
@@ -332,10 +338,14 @@ impl Server {
     }
 }
 
-/// The message of a log line (`TIMESTAMP  INFO message key=value...`) is
-/// exactly `message` (`closed` is not `closed unexpectedly`).
+/// The message of a log line (`TIMESTAMP  INFO message key=value...`, or
+/// DEBUG, WARN) is exactly `message` (`closed` is not `closed
+/// unexpectedly`).
 pub fn is_log_message(line: &str, message: &str) -> bool {
-    let Some((_, rest)) = line.split_once(" INFO ") else {
+    let Some((_, rest)) = [" INFO ", " DEBUG ", " WARN "]
+        .iter()
+        .find_map(|level| line.split_once(level))
+    else {
         return false;
     };
     match rest.trim_start().strip_prefix(message) {
