@@ -208,9 +208,6 @@ impl<T: Send + 'static> Parking<T> {
     /// The connection and the data, unchanged, when it was not parked.
     #[allow(clippy::result_large_err)] // gives the connection back as it was, no allocation
     pub fn park(&self, ws: WebSocket<TcpStream>, data: T) -> Result<(), (WebSocket<TcpStream>, T)> {
-        if !ws.is_parkable() {
-            return Err((ws, data));
-        }
         let (io, frozen) = match ws.freeze() {
             Ok(parts) => parts,
             Err(ws) => return Err((ws, data)),

@@ -128,6 +128,31 @@ async fn a_connection_that_is_not_parkable_is_given_back_unchanged() {
 }
 
 #[tokio::test]
+async fn wake_all_hands_every_parked_connection_back() {
+    let upgrader = Upgrader::new().config(Config::default().ping_interval(None));
+    let (parking, mut woken) = parking::<usize>();
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let (server, client) = pair(upgrader.clone(), Dialer::new()).await;
+        park(&parking, server, i);
+        clients.push(client);
+    }
+    assert_eq!(parking.len(), 3);
+    parking.wake_all();
+    assert!(parking.is_empty());
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let (mut server, i) = within(woken.recv()).await.unwrap();
+        // Running again: it echoes what its client sends.
+        clients[i].send(Message::text("back")).await.unwrap();
+        assert_eq!(within(server.recv()).await.unwrap(), Message::text("back"));
+        seen.push(i);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, [0, 1, 2]);
+}
+
+#[tokio::test]
 async fn parked_connections_close_with_1001_when_the_server_shuts_down() {
     let upgrader = Upgrader::new().config(Config::default().ping_interval(None));
     let shutdown = Shutdown::new();
